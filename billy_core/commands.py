@@ -1,0 +1,211 @@
+"""The commands billy applies: plain, immutable values, one class per command body.
+
+They mirror the Avro `billy.v1.Command` record (schemas/Command.avsc); the codec turns
+bytes into these and `validate()` checks what Avro cannot (lengths, amounts, currencies),
+naming the field and the reason. Times are integer milliseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from billy_core.money import MoneyError, check_amount, check_currency
+
+ID_LEN_MAX = 64
+REASON_LEN_MAX = 500
+NAME_LEN_MAX = 256
+
+
+class InvalidCommand(ValueError):
+    """A decodable command whose values can never be applied. Becomes a REJECTED `invalid`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterClient:
+    name: str
+    email: str
+    currency: str = "RUB"
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertPayer:
+    """A Balance "person". Applied by the Balance gateway (Balance issue); reserved here."""
+
+    payer_id: str | None
+    type: str  # "ph" individual or "ur" legal entity
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertContract:
+    """A Balance contract, prepay or postpay. Applied by the Balance gateway; reserved here."""
+
+    contract_id: str | None
+    payer_id: str
+    payment_type: str  # "prepay" or "postpay"
+    credit_limit_minor: int | None
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInvoice:
+    """A prepay invoice. Applied by the Balance gateway; reserved here."""
+
+    amount_minor: int
+    currency: str
+    payer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCredit:
+    """A postpay top-up from the credit limit. Applied by the Balance gateway; reserved here."""
+
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    product_id: str
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    product_id: str
+    amount_minor: int
+    currency: str
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmHold:
+    hold_id: str
+    amount_minor: int | None = None  # None: confirm all that is held
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    charge_command_id: str  # a Charge or ConfirmHold command of the same client
+    amount_minor: int | None = None  # None: all that is left to refund
+
+
+@dataclass(frozen=True, slots=True)
+class Adjust:
+    """A correction by the billing team; accepted on the admin topic only."""
+
+    amount_minor: int  # may be negative
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireHold:
+    """billy's own command: release a hold whose `expires_at` has passed.
+
+    The hold sweeper sends it to the client's command partition, so the expiry is an
+    ordered event of that client and a replay decides it the same way.
+    """
+
+    hold_id: str
+
+
+Body = Union[
+    RegisterClient,
+    UpsertPayer,
+    UpsertContract,
+    RequestInvoice,
+    TransferCredit,
+    Charge,
+    Hold,
+    ConfirmHold,
+    ReleaseHold,
+    Refund,
+    Adjust,
+    ExpireHold,
+]
+
+BALANCE_BODIES = (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit)
+"""Bodies that need Balance; the ledger answers them once the Balance gateway exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    command_id: str
+    client_id: str
+    issued_at_ms: int
+    body: Body
+
+    @property
+    def kind(self) -> str:
+        """The body's type name, e.g. "Charge": a bounded label for metrics."""
+        return type(self.body).__name__
+
+
+def _check_id(value: str | None, field_name: str) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= ID_LEN_MAX:
+        raise InvalidCommand(f"{field_name}: must be 1..{ID_LEN_MAX} characters")
+
+
+def validate(command: Command, *, admin: bool = False) -> None:
+    """Raise InvalidCommand naming the first bad field; return None when the command is sound.
+
+    `admin` is True for records from `billy.admin.commands`, the only place `Adjust` is allowed.
+    """
+    _check_id(command.command_id, "command_id")
+    _check_id(command.client_id, "client_id")
+    body = command.body
+    try:
+        match body:
+            case RegisterClient():
+                if not body.name or len(body.name) > NAME_LEN_MAX:
+                    raise InvalidCommand(f"body.name: must be 1..{NAME_LEN_MAX} characters")
+                if "@" not in body.email or len(body.email) > NAME_LEN_MAX:
+                    raise InvalidCommand("body.email: must be an e-mail address")
+                check_currency(body.currency, "body.currency")
+            case Charge():
+                _check_id(body.product_id, "body.product_id")
+                check_amount(body.amount_minor, "body.amount_minor")
+                check_currency(body.currency, "body.currency")
+            case Hold():
+                _check_id(body.hold_id, "body.hold_id")
+                _check_id(body.product_id, "body.product_id")
+                check_amount(body.amount_minor, "body.amount_minor")
+                check_currency(body.currency, "body.currency")
+            case ConfirmHold():
+                _check_id(body.hold_id, "body.hold_id")
+                if body.amount_minor is not None:
+                    check_amount(body.amount_minor, "body.amount_minor")
+            case ReleaseHold() | ExpireHold():
+                _check_id(body.hold_id, "body.hold_id")
+            case Refund():
+                _check_id(body.charge_command_id, "body.charge_command_id")
+                if body.amount_minor is not None:
+                    check_amount(body.amount_minor, "body.amount_minor")
+            case Adjust():
+                if not admin:
+                    raise InvalidCommand("body: Adjust is accepted on billy.admin.commands only")
+                check_amount(body.amount_minor, "body.amount_minor", signed=True)
+                check_currency(body.currency, "body.currency")
+                if not body.reason or len(body.reason) > REASON_LEN_MAX:
+                    raise InvalidCommand(f"body.reason: must be 1..{REASON_LEN_MAX} characters")
+            case RequestInvoice() | TransferCredit():
+                check_amount(body.amount_minor, "body.amount_minor")
+                check_currency(body.currency, "body.currency")
+            case UpsertPayer():
+                if body.type not in ("ph", "ur"):
+                    raise InvalidCommand("body.type: must be 'ph' or 'ur'")
+            case UpsertContract():
+                if body.payment_type not in ("prepay", "postpay"):
+                    raise InvalidCommand("body.payment_type: must be 'prepay' or 'postpay'")
+                check_currency(body.currency, "body.currency")
+    except MoneyError as exc:
+        raise InvalidCommand(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Kafka plumbing: client configurations, topic names and creation, the dead-letter queue."""

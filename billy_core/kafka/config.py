@@ -1,0 +1,88 @@
+"""Kafka client configurations. Every option that correctness depends on is written out here,
+once, with the reason; the rest of billy asks these functions and never builds a config itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billy_core.settings import Settings
+
+
+def _common(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        # Two busy cores can stall the broker for seconds; do not give up on it early.
+        "socket.timeout.ms": 30_000,
+    }
+
+
+def ledger_consumer(settings: Settings, client_id: str = "billy-ledger") -> dict[str, Any]:
+    return {
+        **_common(settings, client_id),
+        "group.id": settings.ledger_group,
+        # Offsets live in PostgreSQL, advanced in the ledger transaction; Kafka's own
+        # commits would be a second, disagreeing source of truth.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Only a partition with no stored offset in PostgreSQL starts here, and then every
+        # record must be applied: the earliest one, never "latest".
+        "auto.offset.reset": "earliest",
+        # Only committed records of transactional producers are commands.
+        "isolation.level": "read_committed",
+        # Cooperative rebalancing moves only the partitions that change owner.
+        "partition.assignment.strategy": "cooperative-sticky",
+        # A member silent this long loses its partitions; a zombie is then fenced by the
+        # offset compare-and-set, not by this timeout.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+        # One batch (one PostgreSQL transaction per partition) must finish well within this.
+        "max.poll.interval.ms": 60_000,
+        # Notice new tenants' command topics quickly.
+        "topic.metadata.refresh.interval.ms": 5_000,
+        "fetch.wait.max.ms": 20,
+        "queued.max.messages.kbytes": 32_768,
+    }
+
+
+def plain_producer(settings: Settings, client_id: str) -> dict[str, Any]:
+    """An idempotent producer for commands and the DLQ."""
+    return {
+        **_common(settings, client_id),
+        # Every in-sync replica has the record before it counts as sent.
+        "acks": "all",
+        # No duplicates or reordering from the producer's own retries.
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 5,
+        # Retries end at this bound; a delivery error is then reported, never swallowed.
+        "delivery.timeout.ms": 60_000,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+
+
+def transactional_producer(settings: Settings, transactional_id: str) -> dict[str, Any]:
+    """The relay's producer: outputs and the relay's own position in one Kafka transaction."""
+    return {
+        **plain_producer(settings, transactional_id),
+        # A new instance with the same id fences the old one and aborts its open transaction.
+        "transactional.id": transactional_id,
+        # A transaction left open by a dead relay blocks read_committed readers this long at most.
+        "transaction.timeout.ms": 30_000,
+    }
+
+
+def reader(settings: Settings, group_id: str, client_id: str = "billy-reader") -> dict[str, Any]:
+    """A consumer that reads outputs the way a tenant's service should: committed data only."""
+    return {
+        **_common(settings, client_id),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+
+
+def admin(settings: Settings) -> dict[str, Any]:
+    return _common(settings, "billy-admin")

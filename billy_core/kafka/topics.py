@@ -1,0 +1,36 @@
+"""Topic names. The tenant comes from the topic name, never from the payload."""
+
+from __future__ import annotations
+
+import re
+
+ADMIN_TENANT = "admin"
+_COMMANDS = re.compile(r"^(?P<prefix>[a-z0-9-]+)\.(?P<tenant>[a-z0-9-]+)\.commands$")
+
+
+class TopicNames:
+    """All topic names of one deployment, derived from its prefix (tests use a fresh prefix)."""
+
+    def __init__(self, prefix: str = "billy") -> None:
+        self.prefix = prefix
+        self.applied_services = f"{prefix}.applied-services"
+        self.wallets = f"{prefix}.wallets"
+        self.admin_commands = f"{prefix}.admin.commands"
+        self.admin_results = f"{prefix}.admin.results"
+        self.dlq = f"{prefix}.dlq"
+        self.relay_positions = f"{prefix}.internal.relay-positions"
+        # librdkafka subscribes to a regex when the name starts with '^'.
+        self.commands_pattern = "^" + re.escape(prefix) + r"\.[a-z0-9-]+\.commands$"
+
+    def commands(self, tenant: str) -> str:
+        return f"{self.prefix}.{tenant}.commands"
+
+    def results(self, tenant: str) -> str:
+        return f"{self.prefix}.{tenant}.results"
+
+    def tenant_of(self, commands_topic: str) -> str | None:
+        """The tenant of a commands topic ("admin" for the admin topic), or None if not one."""
+        match = _COMMANDS.match(commands_topic)
+        if not match or match["prefix"] != self.prefix:
+            return None
+        return match["tenant"]

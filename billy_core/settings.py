@@ -1,0 +1,100 @@
+"""One validated, frozen settings object, built once at start and passed down.
+
+Every value comes from the environment with the `BILLY_` prefix (or a `.state/stack.env`
+file written by `make up`). Names carry their unit last (`_ms`, `_s`, `_max`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACK_ENV_FILE = REPO_ROOT / ".state" / "stack.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BILLY_",
+        env_file=STACK_ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- connections -------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    database_url: str = Field(
+        "postgresql://billy@127.0.0.1:55432/billy", description="PostgreSQL URL (libpq form)"
+    )
+    schema_registry_url: str | None = Field(
+        None, description="When set, Confluent framing through the registry replaces single-object encoding"
+    )
+
+    # --- topics --------------------------------------------------------------------------
+    topic_prefix: str = Field("billy", description="First part of every topic name")
+    # NoDecode: BILLY_TENANTS is a plain comma list ("autoru,realty"), not JSON.
+    tenants: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("autoru", "realty", "cmexpert"), description="Known tenants"
+    )
+    command_partitions: int = Field(12, ge=1, le=1024)
+
+    # --- ledger consumer ---------------------------------------------------------------
+    ledger_group: str = "billy-ledger"
+    batch_size_max: int = Field(2000, ge=1, le=100_000, description="Records per poll batch")
+    batch_wait_ms: int = Field(20, ge=0, le=5000, description="How long a poll waits to fill a batch")
+    dlq_ratio_max: float = Field(
+        0.5, gt=0, le=1, description="Share of poison records in a window that stops the consumer"
+    )
+    dlq_window_min: int = Field(200, ge=1, description="Records seen before the poison ratio is judged")
+    retry_backoff_max_s: float = Field(10.0, gt=0)
+
+    # --- relay ---------------------------------------------------------------------------
+    relay_instance: int = Field(0, ge=0, description="This relay's index among relay_instances")
+    relay_instances: int = Field(1, ge=1, le=256, description="Relays that split the outbox shards")
+    relay_batch_max: int = Field(5000, ge=1, le=100_000)
+    relay_idle_sleep_ms: int = Field(10, ge=1, le=5000)
+
+    # --- hold expiry -------------------------------------------------------------------------
+    hold_sweep_interval_s: float = Field(2.0, gt=0, le=3600)
+
+    # --- api -------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    api_tokens: dict[str, str] = Field(
+        default_factory=dict, description='Per-tenant read tokens, JSON: {"<token>": "<tenant>"}'
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_tenants(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _check_tenants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tenant in value:
+            if not tenant.replace("-", "").isalnum() or tenant != tenant.lower():
+                raise ValueError(f"tenants: {tenant!r} must be lower-case letters, digits or '-'")
+            if tenant in ("admin", "internal"):
+                raise ValueError(f"tenants: {tenant!r} is a reserved topic word")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The same database through SQLAlchemy's psycopg 3 dialect (for Alembic)."""
+        url = self.database_url
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        raise ValueError(f"database_url: must start with postgresql://, got {url.split(':')[0]!r}")
+
+
+def load() -> Settings:
+    """Build the settings once; a bad value raises pydantic's ValidationError naming the field."""
+    return Settings()

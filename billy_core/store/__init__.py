@@ -1,0 +1,1 @@
+"""PostgreSQL: table definitions, migrations, connections and the ledger's batch writer."""

@@ -1,0 +1,208 @@
+"""The database schema as SQLAlchemy Core metadata: the one place that names tables and columns.
+
+Migrations in `billy_core/migrations/versions/` create exactly this (a test compares them).
+Every table that holds client data is keyed by (tenant, client_id) first, so a deployment
+can later shard wallets by client hash without a query that joins across clients.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+
+def _now() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# Where each consumer group stands in each partition. The ledger advances `next_offset` with a
+# compare-and-set in the same transaction as its ledger writes; `outbox_seq` numbers that
+# partition's outbox rows without gaps (one writer per partition, serialized by this row).
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("outbox_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer_group", "topic", "partition"),
+    CheckConstraint("next_offset >= 0", name="next_offset_not_negative"),
+    CheckConstraint("outbox_seq >= 0", name="outbox_seq_not_negative"),
+)
+
+# Records waiting for the relay. `shard` is the source "<topic>/<partition>": rows of one shard
+# are published in `seq` order, which is the order the ledger applied them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("shard", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("key", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("event_id", Text, nullable=False),
+    # Extra record headers, e.g. why and where from for a DLQ record: {"name": "value"}.
+    Column("headers", JSONB),
+    _now(),
+    PrimaryKeyConstraint("shard", "seq"),
+)
+
+# Who the client is. Names and emails live here only: never in keys, logs, metrics or topics.
+clients = Table(
+    "clients",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id"),
+)
+
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("available_minor", BigInteger, nullable=False),
+    Column("held_minor", BigInteger, nullable=False),
+    Column("overdraft_limit_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id"),
+    CheckConstraint("held_minor >= 0", name="held_not_negative"),
+    CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_limit_not_negative"),
+    CheckConstraint("available_minor >= -overdraft_limit_minor", name="available_within_overdraft"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("hold_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("confirmed_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("settled_by", Text),
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id", "hold_id"),
+    CheckConstraint("amount_minor > 0", name="hold_amount_positive"),
+    CheckConstraint(
+        "status IN ('open', 'confirmed', 'released', 'expired')", name="hold_status_known"
+    ),
+    CheckConstraint(
+        "confirmed_minor >= 0 AND confirmed_minor <= amount_minor", name="confirmed_within_hold"
+    ),
+    CheckConstraint("(status = 'open') = (settled_by IS NULL)", name="settled_once"),
+    CheckConstraint("status = 'confirmed' OR confirmed_minor = 0", name="confirmed_only_if_confirmed"),
+)
+# The sweeper looks for open holds past their time; the index holds only open ones.
+Index("holds_open_by_expiry", holds.c.expires_at_ms, postgresql_where=text("status = 'open'"))
+
+# What can be refunded: applied charges and confirmed holds.
+charges = Table(
+    "charges",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
+    CheckConstraint("amount_minor > 0", name="charge_amount_positive"),
+    CheckConstraint(
+        "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_charge"
+    ),
+)
+
+# The double entries. Immutable: billy only ever inserts here. One row moves a positive amount
+# from `source` to `target`, so every set of rows sums to zero per currency by construction.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("record_ts_ms", BigInteger, nullable=False),
+    _now(),
+    CheckConstraint("amount_minor > 0", name="transfer_amount_positive"),
+    CheckConstraint("source <> target", name="transfer_between_two_accounts"),
+)
+Index("transfers_by_client", transfers.c.tenant, transfers.c.client_id, transfers.c.id)
+
+# One row per command_id and tenant: the idempotency record and the stored result.
+processed_commands = Table(
+    "processed_commands",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("payload_hash", LargeBinary, nullable=False),
+    Column("applied", Boolean, nullable=False),
+    # The Result as billy published it (Avro single-object bytes), replayed for duplicates.
+    Column("result", LargeBinary, nullable=False),
+    Column("source_topic", Text, nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("tenant", "command_id"),
+)
+
+# The applied-services log, for the read API (the topic carries the same rows).
+applied_services = Table(
+    "applied_services",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("refund_of", Text),
+    Column("applied_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
+    CheckConstraint("kind IN ('CHARGE', 'REFUND')", name="applied_kind_known"),
+    CheckConstraint("amount_minor > 0", name="applied_amount_positive"),
+)
+Index(
+    "applied_services_by_time",
+    applied_services.c.tenant,
+    applied_services.c.client_id,
+    applied_services.c.applied_at_ms,
+    applied_services.c.command_id,
+)
