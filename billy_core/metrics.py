@@ -1,0 +1,52 @@
+"""Every Prometheus metric billy exports: a closed set, defined here and nowhere else.
+
+Labels are bounded: tenant, topic kinds, command kinds, codes, Balance methods. Never a
+client id, command id, name or email.
+
+| name | type | labels | meaning |
+| --- | --- | --- | --- |
+| billy_commands_total | counter | tenant, kind, code | fresh commands applied or rejected |
+| billy_duplicates_total | counter | tenant | resends answered with the stored result |
+| billy_dlq_records_total | counter | source | poison records sent to the DLQ (source: commands/admin) |
+| billy_batch_records | histogram | | records per partition transaction |
+| billy_apply_seconds | histogram | | one partition transaction, lock to commit |
+| billy_end_to_end_seconds | histogram | | record timestamp to ledger commit |
+| billy_offset_conflicts_total | counter | | batches refused by the offset compare-and-set (zombie or moved) |
+| billy_db_retries_total | counter | role | transient PostgreSQL failures retried |
+| billy_consumer_lag | gauge | topic | records behind the high watermark, summed over partitions |
+| billy_outbox_backlog | gauge | | rows waiting in the outbox (relay's view) |
+| billy_relay_published_total | counter | topic_kind | records published by the relay |
+| billy_relay_transaction_seconds | histogram | | one relay Kafka transaction |
+| billy_hold_expiries_total | counter | | ExpireHold commands sent by the sweeper |
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+commands = Counter("billy_commands_total", "Fresh commands by outcome", ["tenant", "kind", "code"])
+duplicates = Counter("billy_duplicates_total", "Resends answered from the store", ["tenant"])
+dlq_records = Counter("billy_dlq_records_total", "Poison records sent to the DLQ", ["source"])
+batch_records = Histogram(
+    "billy_batch_records", "Records per partition transaction",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+apply_seconds = Histogram(
+    "billy_apply_seconds", "One partition transaction", buckets=_LATENCY_BUCKETS_S
+)
+end_to_end_seconds = Histogram(
+    "billy_end_to_end_seconds", "Record timestamp to ledger commit", buckets=_LATENCY_BUCKETS_S
+)
+offset_conflicts = Counter("billy_offset_conflicts_total", "Batches refused by the offset CAS")
+db_retries = Counter("billy_db_retries_total", "Transient PostgreSQL failures retried", ["role"])
+consumer_lag = Gauge("billy_consumer_lag", "Records behind the high watermark", ["topic"])
+outbox_backlog = Gauge("billy_outbox_backlog", "Rows waiting in the outbox")
+relay_published = Counter(
+    "billy_relay_published_total", "Records published by the relay", ["topic_kind"]
+)
+relay_transaction_seconds = Histogram(
+    "billy_relay_transaction_seconds", "One relay Kafka transaction", buckets=_LATENCY_BUCKETS_S
+)
+hold_expiries = Counter("billy_hold_expiries_total", "ExpireHold commands sent by the sweeper")

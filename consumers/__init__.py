@@ -1,0 +1,1 @@
+"""billy's consumer groups, one package each."""

@@ -1,0 +1,1 @@
+"""The relay: publishes the outbox to Kafka exactly once (see `app.Relay`)."""

@@ -1,0 +1,154 @@
+"""The relay loop: outbox rows out to Kafka in transactions, position included, then cleanup.
+
+Each Kafka transaction carries a batch of outbox rows (every shard in `seq` order, so each
+client's records keep the order the ledger applied them in) and the new position of every
+shard it touched. Only after the commit are those rows deleted from PostgreSQL; a crash in
+between is harmless because the next relay reads its position from Kafka and skips them.
+
+One relay owns a shard at a time: shard ownership is `hashtext(shard) mod relay_instances`,
+and the transactional id is `<prefix>-relay-<instance>`, so a second relay started with the
+same instance number fences the first (its next commit fails and it stops).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+from confluent_kafka import KafkaException, Producer
+
+from billy_core import metrics
+from billy_core.kafka import config as kafka_config
+from billy_core.kafka.topics import TopicNames
+from billy_core.settings import Settings
+from consumers.relay import positions as relay_positions
+
+log = logging.getLogger("billy.relay")
+
+_OWNED = "(hashtext(shard) & 2147483647) %% %(instances)s = %(instance)s"
+
+_FETCH = (
+    "SELECT shard, seq, topic, key, value, event_id, headers FROM ("
+    "  SELECT o.*, row_number() OVER (PARTITION BY shard ORDER BY seq) AS rn"
+    f"  FROM outbox o WHERE {_OWNED}"
+    ") x WHERE rn <= %(per_shard)s ORDER BY shard, seq"
+)
+_DELETE = (
+    "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
+    " WHERE o.shard = p.shard AND o.seq <= p.seq"
+)
+
+
+class Relay:
+    def __init__(self, settings: Settings, topics: TopicNames | None = None) -> None:
+        self.settings = settings
+        self.topics = topics or TopicNames(settings.topic_prefix)
+        self.params = {
+            "instances": settings.relay_instances,
+            "instance": settings.relay_instance,
+            "per_shard": max(1, settings.relay_batch_max // 4),
+        }
+        self.published: dict[str, int] = {}
+        self._conn: psycopg.Connection | None = None
+
+    def _db(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.settings.database_url, autocommit=True,
+                                         connect_timeout=5)
+        return self._conn
+
+    def run(self, stop: threading.Event) -> None:
+        transactional_id = f"{self.topics.prefix}-relay-{self.settings.relay_instance}"
+        producer = Producer(kafka_config.transactional_producer(self.settings, transactional_id))
+        # Fences any older relay with this id and aborts its open transaction.
+        producer.init_transactions(60)
+        self.published = relay_positions.read_all(self.settings, self.topics.relay_positions)
+        log.info("relay %s starts from %d shard positions", transactional_id, len(self.published))
+        self._cleanup(self.published)
+        while not stop.is_set():
+            try:
+                rows = self._fetch()
+            except psycopg.OperationalError as exc:
+                log.warning("outbox unavailable (%s); retrying", exc)
+                metrics.db_retries.labels("relay").inc()
+                self._conn = None
+                time.sleep(1.0)
+                continue
+            rows = [r for r in rows if r[1] > self.published.get(r[0], 0)]
+            if not rows:
+                time.sleep(self.settings.relay_idle_sleep_ms / 1000)
+                continue
+            touched = self._publish(producer, rows)
+            self.published.update(touched)
+            self._cleanup(touched)
+        producer.flush(10)
+
+    def _fetch(self) -> list[tuple]:
+        with self._db().cursor() as cur:
+            cur.execute(_FETCH, self.params)
+            return cur.fetchall()
+
+    def _publish(self, producer: Producer, rows: list[tuple]) -> dict[str, int]:
+        """One Kafka transaction: the rows, then the shards' new positions. Raises
+        KafkaException when the transaction cannot commit (fenced, or the broker is gone too
+        long): the process stops and its replacement resumes from the committed position."""
+        started = time.perf_counter()
+        touched: dict[str, int] = {}
+        producer.begin_transaction()
+        try:
+            for shard, seq, topic, key, value, event_id, headers in rows:
+                record_headers = [("billy-event-id", event_id.encode())]
+                if headers:
+                    record_headers += [(k, str(v).encode()) for k, v in headers.items()]
+                _produce(producer, topic, bytes(key) or None, bytes(value), record_headers)
+                touched[shard] = seq
+                metrics.relay_published.labels(_kind(self.topics, topic)).inc()
+            for shard, seq in touched.items():
+                _produce(producer, self.topics.relay_positions, shard.encode(),
+                         relay_positions.encode(seq), None)
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                producer.abort_transaction(60)
+                log.warning("relay transaction aborted (%s); retrying", error)
+                return {}
+            raise
+        metrics.relay_transaction_seconds.observe(time.perf_counter() - started)
+        return touched
+
+    def _cleanup(self, published: dict[str, int]) -> None:
+        if not published:
+            return
+        try:
+            with self._db().cursor() as cur:
+                cur.execute(_DELETE, (list(published), list(published.values())))
+                cur.execute(f"SELECT count(*) FROM outbox WHERE {_OWNED}", self.params)
+                metrics.outbox_backlog.set(cur.fetchone()[0])
+        except psycopg.OperationalError as exc:
+            # Harmless: published rows are skipped by position and deleted next time.
+            log.warning("outbox cleanup postponed (%s)", exc)
+            self._conn = None
+
+
+def _produce(producer: Producer, topic: str, key, value, headers) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+
+def _kind(topics: TopicNames, topic: str) -> str:
+    if topic == topics.applied_services:
+        return "applied_services"
+    if topic == topics.wallets:
+        return "wallets"
+    if topic == topics.dlq:
+        return "dlq"
+    if topic.endswith(".results"):
+        return "results"
+    return "other"
