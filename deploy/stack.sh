@@ -1,0 +1,721 @@
+#!/usr/bin/env bash
+# deploy/stack.sh: billy's local stack, on 127.0.0.1 only.
+#
+#   - one Apache Kafka 4.x node (KRaft, broker+controller) run from Maven Central jars
+#   - one private PostgreSQL cluster (or an existing database given by BILLY_DATABASE_URL)
+#
+# Everything lives in <repo>/.state/ (gitignored). See deploy/README.md.
+#
+# Usage: deploy/stack.sh up|down|status|env
+#        deploy/stack.sh kafka-up|kafka-down|kafka-kill
+#        deploy/stack.sh pg-up|pg-down|pg-kill
+#        deploy/stack.sh kafka-tool <main class> [args...]   (CLI tools on the broker's jars)
+#
+# Every subcommand is idempotent: `up` on a running stack only reports, `down` on a
+# stopped one does nothing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+STATE="$ROOT/.state"
+STACK_ENV="$STATE/stack.env"
+HOST=127.0.0.1  # the literal loopback address: never "localhost" or an empty host
+
+# --- Kafka settings ------------------------------------------------------------------
+KAFKA_DIR="$STATE/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_MARKER="$KAFKA_LIBS/.complete"       # written only after a successful copy
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_LOGS="$KAFKA_DIR/logs"
+KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+KAFKA_PROPS="$KAFKA_DIR/server.properties"
+KAFKA_CLUSTER_ID_FILE="$KAFKA_DIR/cluster.id"
+KAFKA_FORMATTED_FILE="$KAFKA_DIR/formatted.controller-port"
+KAFKA_POM="$HERE/kafka/pom.xml"
+KAFKA_LOG4J="$HERE/kafka/log4j2.properties"
+KAFKA_TOOLS_LOG4J="$HERE/kafka/log4j2-tools.properties"
+KAFKA_PORT="${BILLY_KAFKA_PORT:-19092}"
+KAFKA_CPORT="${BILLY_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_VERSION="${BILLY_KAFKA_VERSION:-}"   # empty: the version pinned in pom.xml
+KAFKA_HEAP="${BILLY_KAFKA_HEAP:--Xms128m -Xmx512m}"
+# broker.session.timeout.ms: 30 s keeps two busy cores from fencing the broker, but it
+# is also how long a restart after SIGKILL waits (DUPLICATE_BROKER_REGISTRATION until
+# the dead incarnation's session expires). Fault tests may lower it.
+KAFKA_SESSION_TIMEOUT_MS="${BILLY_KAFKA_SESSION_TIMEOUT_MS:-30000}"
+KAFKA_READY_TIMEOUT=90
+KAFKA_STOP_TIMEOUT=30
+
+# --- PostgreSQL settings -------------------------------------------------------------
+PG_DIR="$STATE/pg"
+PG_DATA="$PG_DIR/data"
+PG_RUN="$PG_DIR/run"                       # unix socket directory
+PG_LOGS="$PG_DIR/logs"
+PG_PORT="${BILLY_PG_PORT:-55432}"
+PG_ROLE=billy
+PG_DB=billy
+PG_EXTERNAL_URL="${BILLY_DATABASE_URL:-}"
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Serialise mutating subcommands (two `make up` at once). fd 9 must not leak into the
+# daemons we start, or they would hold the lock forever: every start closes it (9>&-).
+take_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.stack.lock"
+  flock -w 600 9 || die "another deploy/stack.sh still holds $STATE/.stack.lock"
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
+
+# Does something accept TCP connections on 127.0.0.1:$1?
+port_accepts() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+
+# Pids listening on TCP port $1 (any local address, this network namespace). Exit
+# status 1 when nothing listens; prints "?" when the owner cannot be found.
+port_listeners() {
+  python3 - "$1" <<'PY'
+import os, sys
+port = int(sys.argv[1])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        rows = open(table).read().splitlines()[1:]
+    except OSError:
+        continue
+    for row in rows:
+        f = row.split()
+        if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+            inodes.add("socket:[%s]" % f[9])
+if not inodes:
+    sys.exit(1)
+pids = set()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        for fd in os.listdir("/proc/%s/fd" % pid):
+            try:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
+                    pids.add(pid)
+                    break
+            except OSError:
+                pass
+    except OSError:
+        pass
+print(" ".join(sorted(pids, key=int)) or "?")
+PY
+}
+
+describe_pids() {
+  local p
+  for p in $1; do
+    [[ $p == "?" ]] && { say "    (owner unknown)"; continue; }
+    say "    pid $p: $(cmdline "$p" | cut -c1-200)"
+  done
+}
+
+# =====================================================================================
+# Kafka
+# =====================================================================================
+
+need_java() {
+  command -v java >/dev/null 2>&1 ||
+    die "java not found on PATH: Kafka 4.x needs Java 17+ (Debian: apt-get install -y openjdk-17-jre-headless)"
+  local out v
+  out=$(java -version 2>&1) || die "java is on PATH but does not run: $out"
+  v=$(awk -F'"' '/version/ { print $2; exit }' <<<"$out")
+  local major=${v%%.*}
+  [[ $major == 1 ]] && major=$(cut -d. -f2 <<<"$v")
+  if ! [[ $major =~ ^[0-9]+$ ]] || ((major < 17)); then
+    die "java $v found, but Kafka 4.x needs Java 17 or newer"
+  fi
+}
+
+kafka_java() {  # run a Kafka CLI class on the broker's jars, quietly
+  java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" -cp "$KAFKA_LIBS/*" "$@"
+}
+
+# The jar set is keyed by the pom's content and the version override, so editing the
+# pom refetches; otherwise the copy is done once and cached.
+kafka_libs_key() { printf '%s %s\n' "$(sha256sum "$KAFKA_POM" | cut -c1-16)" "${KAFKA_VERSION:-pom}"; }
+
+kafka_fetch() {
+  local key
+  key=$(kafka_libs_key)
+  if [[ -f $KAFKA_MARKER && "$(cat "$KAFKA_MARKER")" == "$key" ]]; then
+    return 0
+  fi
+  if ! command -v mvn >/dev/null 2>&1 || ! mvn -v >/dev/null 2>&1; then
+    die "mvn not found (or does not run): the Kafka jars are fetched from Maven Central with Maven (Debian: apt-get install -y maven)"
+  fi
+  mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS"
+  local tmp="$KAFKA_DIR/libs.tmp" mvnlog="$KAFKA_LOGS/mvn.log" t0=$SECONDS
+  rm -rf "$tmp"
+  # -U: retry downloads that failed before (Maven caches failures in ~/.m2 otherwise)
+  local args=(-B -ntp -U -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies
+    -DincludeScope=runtime -DoutputDirectory="$tmp")
+  [[ -n $KAFKA_VERSION ]] && args+=("-Dkafka.version=$KAFKA_VERSION")
+  say "kafka: fetching the broker's jars with Maven into .state/kafka/libs (once; log: $mvnlog) ..."
+  if ! mvn "${args[@]}" >"$mvnlog" 2>&1; then
+    rm -rf "$tmp"
+    local errs
+    errs=$(grep -E '^\[ERROR\] [^ ]' "$mvnlog" | grep -vE 'To see the full|Re-run Maven|For more information|\[Help 1\] http' || true)
+    if [[ -n $errs ]]; then head -n 8 <<<"$errs" >&2; else tail -n 20 "$mvnlog" >&2; fi
+    if grep -Eqi 'UnknownHost|Unknown host|Connection refused|Network is unreachable|No route to host|connect timed out|Connection timed out|Could not transfer|transfer failed|Remote host terminated' "$mvnlog"; then
+      die "Maven could not download from Maven Central (unreachable? proxy? see $mvnlog)"
+    elif grep -Eqi 'Could not find artifact|Could not resolve dependencies|was not found in' "$mvnlog"; then
+      die "Maven Central answered but the Kafka artifacts did not resolve (version ${KAFKA_VERSION:-from pom.xml}; try BILLY_KAFKA_VERSION=4.3.1; see $mvnlog)"
+    fi
+    die "mvn failed fetching the Kafka jars (see $mvnlog)"
+  fi
+  local j
+  for j in "kafka_2.13-*.jar" "kafka-tools-[0-9]*.jar" "kafka-clients-*.jar" "log4j-slf4j-impl-*.jar" "log4j-core-*.jar" "slf4j-api-*.jar"; do
+    compgen -G "$tmp/$j" >/dev/null || die "mvn succeeded but $j is missing from the copied jars (see $mvnlog)"
+  done
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  printf '%s\n' "$key" >"$KAFKA_MARKER"
+  say "kafka: $(compgen -G "$KAFKA_LIBS/*.jar" | wc -l) jars ($(du -sm "$KAFKA_LIBS" | cut -f1) MiB) fetched in $((SECONDS - t0)) s"
+}
+
+kafka_version() {
+  local j
+  j=$(compgen -G "$KAFKA_LIBS/kafka-clients-*.jar" | head -n1) || true
+  j=${j##*/kafka-clients-}
+  printf '%s' "${j%.jar}"
+}
+
+kafka_write_props() {
+  mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+  cat >"$KAFKA_PROPS" <<EOF
+# Written by deploy/stack.sh on every start; edit the script, not this file.
+# One node, KRaft, broker and controller in one process, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$HOST:$KAFKA_CPORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CPORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CPORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+
+# A single node: every replication factor 1 and min ISR 1, or the group coordinator
+# and transactions never start (internal topics default to RF 3, min ISR 2).
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=3
+num.partitions=1
+
+# billy creates its own topics.
+auto.create.topics.enable=false
+
+# Small and quick on a two-core box.
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+background.threads=4
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=16777216
+# Two busy cores can otherwise get the broker fenced by its own controller. It is also
+# how long a restart after SIGKILL takes: the new incarnation cannot register until the
+# killed one's session expires (BILLY_KAFKA_SESSION_TIMEOUT_MS).
+broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS
+EOF
+}
+
+# Format the data dir once; the cluster id is kept so a reset data dir gets the same one.
+kafka_format_once() {
+  if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
+    if [[ ! -f $KAFKA_CLUSTER_ID_FILE ]]; then
+      sed -n 's/^cluster\.id=//p' "$KAFKA_DATA/meta.properties" >"$KAFKA_CLUSTER_ID_FILE"
+    fi
+    if [[ -f $KAFKA_FORMATTED_FILE && "$(cat "$KAFKA_FORMATTED_FILE")" != "$KAFKA_CPORT" ]]; then
+      die "the Kafka data dir was formatted with controller port $(cat "$KAFKA_FORMATTED_FILE") (it is stored in the KRaft voter set), not $KAFKA_CPORT: use that port, or reset with: make down && rm -rf .state/kafka/data"
+    fi
+    return 0
+  fi
+  local id
+  if [[ -s $KAFKA_CLUSTER_ID_FILE ]]; then
+    id=$(cat "$KAFKA_CLUSTER_ID_FILE")
+  else
+    id=$(kafka_java kafka.tools.StorageTool random-uuid) || die "kafka.tools.StorageTool random-uuid failed"
+    printf '%s\n' "$id" >"$KAFKA_CLUSTER_ID_FILE"
+  fi
+  say "kafka: formatting $KAFKA_DATA (cluster id $id)"
+  local out
+  if ! out=$(kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$KAFKA_PROPS" 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "formatting the Kafka data dir failed (a half-formatted dir? reset: rm -rf .state/kafka/data)"
+  fi
+  printf '%s\n' "$KAFKA_CPORT" >"$KAFKA_FORMATTED_FILE"
+}
+
+is_our_kafka() {  # pid $1 is a live broker started on our server.properties
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  local c
+  c=$(cmdline "$1")
+  [[ $c == *"kafka.Kafka $KAFKA_PROPS"* ]]
+}
+
+kafka_pid() {  # prints the broker's pid when it runs
+  local pid
+  [[ -f $KAFKA_PIDFILE ]] || return 1
+  pid=$(cat "$KAFKA_PIDFILE" 2>/dev/null) || return 1
+  is_our_kafka "$pid" || return 1
+  printf '%s' "$pid"
+}
+
+KAFKA_LOG_START=0  # server.log line count when this start began
+
+kafka_log_tail() {
+  local n=${1:-40} total=0
+  [[ -f "$KAFKA_LOGS/server.log" ]] && total=$(wc -l <"$KAFKA_LOGS/server.log")
+  if ((total > KAFKA_LOG_START)); then
+    say "---- last $n lines of $KAFKA_LOGS/server.log ----"
+    tail -n +"$((KAFKA_LOG_START + 1))" "$KAFKA_LOGS/server.log" | tail -n "$n"
+  else
+    say "---- $KAFKA_LOGS/server.log: nothing logged by this start ----"
+  fi
+  if [[ -s "$KAFKA_LOGS/kafka.out" ]]; then
+    say "---- last 15 lines of $KAFKA_LOGS/kafka.out (stdout/stderr) ----"
+    tail -n 15 "$KAFKA_LOGS/kafka.out"
+  fi
+}
+
+kafka_metadata_ok() {
+  timeout 30 java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
+    -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$HOST:$KAFKA_PORT" --list >/dev/null 2>&1
+}
+
+kafka_up() {
+  need_java
+  local pid owners p
+  if pid=$(kafka_pid); then
+    say "kafka: already running (pid $pid, $HOST:$KAFKA_PORT, rss $(rss_mib "$pid") MiB)"
+    return 0
+  fi
+  rm -f "$KAFKA_PIDFILE"
+  for p in "$KAFKA_PORT" "$KAFKA_CPORT"; do
+    if owners=$(port_listeners "$p"); then
+      for pid in $owners; do
+        if is_our_kafka "$pid"; then  # our broker, pid file lost: adopt it
+          printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+          say "kafka: already running (pid $pid, pid file restored)"
+          return 0
+        fi
+      done
+      {
+        say "stack.sh: error: port $HOST:$p is already in use by something that is not billy's broker:"
+        describe_pids "$owners"
+        say "Stop it, or pick other ports: BILLY_KAFKA_PORT / BILLY_KAFKA_CONTROLLER_PORT."
+      } >&2
+      exit 1
+    fi
+  done
+
+  kafka_fetch
+  kafka_write_props
+  kafka_format_once
+
+  local t0=$SECONDS
+  mkdir -p "$KAFKA_LOGS"
+  [[ -f "$KAFKA_LOGS/server.log" ]] && KAFKA_LOG_START=$(wc -l <"$KAFKA_LOGS/server.log")
+  printf '==== %s starting kafka.Kafka\n' "$(date -Is)" >>"$KAFKA_LOGS/kafka.out"
+  # shellcheck disable=SC2086  # KAFKA_HEAP is a list of JVM flags
+  nohup setsid java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_LOGS" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
+    >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+  say "kafka: starting $(kafka_version) (pid $pid) on $HOST:$KAFKA_PORT, controller $HOST:$KAFKA_CPORT ..."
+
+  local deadline=$((SECONDS + KAFKA_READY_TIMEOUT)) stage=port
+  while :; do
+    if ! is_our_kafka "$pid"; then
+      wait "$pid" 2>/dev/null || true
+      rm -f "$KAFKA_PIDFILE"
+      kafka_log_tail 40 >&2
+      die "the Kafka broker exited during start-up (log above; full logs in $KAFKA_LOGS)"
+    fi
+    if [[ $stage == port ]] && port_accepts "$KAFKA_PORT"; then
+      stage=metadata
+    fi
+    if [[ $stage == metadata ]] && kafka_metadata_ok; then
+      break
+    fi
+    if ((SECONDS >= deadline)); then
+      kafka_log_tail 40 >&2
+      die "the Kafka broker (pid $pid) was not ready within ${KAFKA_READY_TIMEOUT}s (stuck at: $stage); it is left running: deploy/stack.sh kafka-down stops it"
+    fi
+    sleep 0.5
+  done
+  say "kafka: ready in $((SECONDS - t0)) s (pid $pid, rss $(rss_mib "$pid") MiB)"
+}
+
+kafka_wait_gone() {  # pid, seconds; exit 0 when gone
+  local pid=$1 end=$((SECONDS + $2))
+  while is_our_kafka "$pid"; do
+    ((SECONDS >= end)) && return 1
+    sleep 0.2
+  done
+}
+
+kafka_down() {
+  local pid t0=$SECONDS
+  if ! pid=$(kafka_pid); then
+    rm -f "$KAFKA_PIDFILE"
+    say "kafka: not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! kafka_wait_gone "$pid" "$KAFKA_STOP_TIMEOUT"; then
+    say "kafka: no exit ${KAFKA_STOP_TIMEOUT}s after SIGTERM, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    kafka_wait_gone "$pid" 10 || die "kafka: pid $pid survived SIGKILL"
+  fi
+  rm -f "$KAFKA_PIDFILE"
+  say "kafka: stopped (pid $pid, $((SECONDS - t0)) s)"
+}
+
+kafka_kill() {
+  local pid
+  if ! pid=$(kafka_pid); then
+    rm -f "$KAFKA_PIDFILE"
+    say "kafka: not running"
+    return 0
+  fi
+  kill -KILL "$pid" 2>/dev/null || true
+  kafka_wait_gone "$pid" 10 || die "kafka: pid $pid survived SIGKILL"
+  rm -f "$KAFKA_PIDFILE"
+  say "kafka: killed with SIGKILL (pid $pid)"
+}
+
+kafka_status() {
+  local pid
+  if pid=$(kafka_pid); then
+    local ready=no
+    port_accepts "$KAFKA_PORT" && ready=yes
+    say "kafka:    running  pid $pid  port $HOST:$KAFKA_PORT (controller $KAFKA_CPORT)  accepting=$ready  rss $(rss_mib "$pid") MiB  version $(kafka_version)"
+  else
+    say "kafka:    stopped  pid -  port $HOST:$KAFKA_PORT (controller $KAFKA_CPORT)"
+  fi
+}
+
+# =====================================================================================
+# PostgreSQL
+# =====================================================================================
+
+PGBIN=""
+
+pg_find_bin() {  # newest Debian server install, or the one matching an existing data dir
+  local want="" d
+  [[ -f "$PG_DATA/PG_VERSION" ]] && want=$(cat "$PG_DATA/PG_VERSION")
+  if [[ -n $want ]]; then
+    d="/usr/lib/postgresql/$want/bin"
+    [[ -x $d/postgres && -x $d/initdb && -x $d/pg_ctl ]] && { printf '%s' "$d"; return 0; }
+    return 1
+  fi
+  for d in $(compgen -G '/usr/lib/postgresql/*/bin' | sort -V -r); do
+    [[ -x $d/postgres && -x $d/initdb && -x $d/pg_ctl ]] && { printf '%s' "$d"; return 0; }
+  done
+  return 1
+}
+
+pg_need_bin() {
+  PGBIN=$(pg_find_bin) && return 0
+  if [[ -f "$PG_DATA/PG_VERSION" ]] && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+    die "$PG_DATA is a PostgreSQL $(cat "$PG_DATA/PG_VERSION") cluster but that server version is not installed; reset it: deploy/stack.sh pg-down; rm -rf .state/pg"
+  fi
+  ((EUID == 0)) || die "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin: install them (sudo apt-get install -y postgresql)"
+  command -v apt-get >/dev/null 2>&1 || die "no PostgreSQL server binaries and no apt-get to install them"
+  mkdir -p "$PG_DIR"
+  say "postgres: no server binaries found; installing the Debian package 'postgresql' (log: $PG_DIR/apt.log) ..."
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } >"$PG_DIR/apt.log" 2>&1; then
+    tail -n 20 "$PG_DIR/apt.log" >&2
+    die "apt-get install postgresql failed (see $PG_DIR/apt.log)"
+  fi
+  PGBIN=$(pg_find_bin) || die "apt-get installed postgresql but no server binaries appeared in /usr/lib/postgresql/*/bin"
+}
+
+# Postgres refuses to run as root: as root, the server runs as the Debian package's
+# `postgres` system user, which must own .state/pg and be able to reach it.
+as_pg() {
+  if ((EUID == 0)); then
+    (cd / && runuser -u postgres -- "$@")
+  else
+    (cd / && "$@")
+  fi
+}
+
+pg_prepare_dirs() {
+  mkdir -p "$PG_DIR" "$PG_RUN" "$PG_LOGS"
+  ((EUID == 0)) || return 0
+  id -u postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' system user (apt-get install -y postgresql creates it)"
+  # Every ancestor of .state/pg must be searchable by postgres (o+x only, no read).
+  local p path=""
+  local -a parts
+  IFS=/ read -r -a parts <<<"${PG_DIR#/}"
+  for p in "${parts[@]}"; do
+    path="$path/$p"
+    [[ $path == "$PG_DIR" ]] && break
+    if ! runuser -u postgres -- test -x "$path"; then
+      chmod o+x "$path"
+      say "postgres: chmod o+x $path (so the postgres user can reach .state/pg)"
+    fi
+  done
+  chown postgres:postgres "$PG_DIR" "$PG_RUN" "$PG_LOGS"
+  [[ -d $PG_DATA ]] && chown postgres:postgres "$PG_DATA"
+  return 0
+}
+
+pg_socket_check() {
+  local sock="$PG_RUN/.s.PGSQL.$PG_PORT"
+  ((${#sock} <= 100)) || die "the unix socket path $sock is too long for Linux (max ~107 bytes): move the repo to a shorter path"
+}
+
+pg_pid() {  # prints the postmaster pid of OUR cluster when it runs
+  local pid
+  [[ -f "$PG_DATA/postmaster.pid" ]] || return 1
+  pid=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  local c
+  c=$(cmdline "$pid")
+  [[ $c == *postgres* && $c == *"$PG_DATA"* ]] || return 1
+  printf '%s' "$pid"
+}
+
+pg_write_conf() {
+  cat >"$PG_DATA/billy.conf" <<EOF
+# Written by deploy/stack.sh on every start (included from postgresql.conf); edit the
+# script, not this file.
+listen_addresses = '$HOST'
+port = $PG_PORT
+unix_socket_directories = '$PG_RUN'
+max_connections = 200
+shared_buffers = 256MB
+
+# Durable, always: billy's benchmarks must measure durable commits.
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+
+# WAL and checkpoints for a write-heavy benchmark box: few, spread-out checkpoints.
+wal_level = replica
+wal_buffers = 16MB
+max_wal_size = 4GB
+min_wal_size = 512MB
+checkpoint_timeout = 15min
+checkpoint_completion_target = 0.9
+
+# Planner / memory for a 2-core, 24 GiB machine shared with Kafka and billy.
+effective_cache_size = 4GB
+work_mem = 8MB
+maintenance_work_mem = 256MB
+random_page_cost = 1.1
+
+logging_collector = off
+log_checkpoints = on
+log_lock_waits = on
+log_line_prefix = '%m [%p] %q%u@%d '
+timezone = 'UTC'
+log_timezone = 'UTC'
+EOF
+  # Local development only: trust authentication on the private unix socket and on
+  # 127.0.0.1 (any local user may connect as any role without a password). The server
+  # listens on 127.0.0.1 only. Never copy this to anything reachable from outside.
+  cat >"$PG_DATA/pg_hba.conf" <<EOF
+# Written by deploy/stack.sh. Local development only: trust on the private unix
+# socket and on 127.0.0.1; the server listens on 127.0.0.1 only.
+local   all   all                 trust
+host    all   all   127.0.0.1/32  trust
+EOF
+  ((EUID == 0)) && chown postgres:postgres "$PG_DATA/billy.conf" "$PG_DATA/pg_hba.conf"
+  grep -q "^include_if_exists 'billy.conf'" "$PG_DATA/postgresql.conf" ||
+    printf "\n# billy's local settings (deploy/stack.sh)\ninclude_if_exists 'billy.conf'\n" >>"$PG_DATA/postgresql.conf"
+}
+
+pg_initdb_once() {
+  [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
+  if [[ -d $PG_DATA ]] && [[ -n "$(ls -A "$PG_DATA")" ]]; then
+    die "$PG_DATA exists but is not a PostgreSQL cluster: remove it (rm -rf .state/pg) and retry"
+  fi
+  mkdir -p "$PG_DATA"
+  ((EUID == 0)) && chown postgres:postgres "$PG_DATA"
+  chmod 700 "$PG_DATA"
+  say "postgres: initdb $PG_DATA (superuser $PG_ROLE, $("$PGBIN/postgres" --version))"
+  if ! as_pg "$PGBIN/initdb" -D "$PG_DATA" -U "$PG_ROLE" --auth=trust \
+    --encoding=UTF8 --locale=C.UTF-8 >"$PG_LOGS/initdb.log" 2>&1; then
+    tail -n 20 "$PG_LOGS/initdb.log" >&2
+    die "initdb failed (see $PG_LOGS/initdb.log)"
+  fi
+}
+
+pg_psql() {  # as the billy superuser over our unix socket
+  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -U "$PG_ROLE" "$@"
+}
+
+pg_check_external() {
+  local psql pgready
+  psql=$(command -v psql || true)
+  pgready=$(command -v pg_isready || true)
+  if [[ -z $psql && -z $pgready ]] && ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+    say "postgres: installing postgresql-client to check BILLY_DATABASE_URL ..."
+    { DEBIAN_FRONTEND=noninteractive apt-get update &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-client; } >/dev/null 2>&1 || true
+    psql=$(command -v psql || true)
+  fi
+  if [[ -n $psql ]]; then
+    local out
+    out=$("$psql" -X -q -At -d "$PG_EXTERNAL_URL" -c 'select 1' 2>&1) ||
+      die "BILLY_DATABASE_URL is set but the database does not answer to psql -c 'select 1': $out"
+  elif [[ -n $pgready ]]; then
+    "$pgready" -q -d "$PG_EXTERNAL_URL" || die "BILLY_DATABASE_URL is set but pg_isready says the server does not answer"
+  else
+    die "BILLY_DATABASE_URL is set but neither psql nor pg_isready is installed to check it"
+  fi
+}
+
+pg_up() {
+  if [[ -n $PG_EXTERNAL_URL ]]; then
+    pg_check_external
+    say "postgres: using BILLY_DATABASE_URL (external; nothing started)"
+    return 0
+  fi
+  pg_need_bin
+  pg_socket_check
+  local pid owners
+  if pid=$(pg_pid); then
+    say "postgres: already running (pid $pid, $HOST:$PG_PORT)"
+    return 0
+  fi
+  if owners=$(port_listeners "$PG_PORT"); then
+    {
+      say "stack.sh: error: port $HOST:$PG_PORT is already in use by something that is not billy's cluster:"
+      describe_pids "$owners"
+      say "Stop it, pick another port with BILLY_PG_PORT, or point BILLY_DATABASE_URL at an existing database."
+    } >&2
+    exit 1
+  fi
+  pg_prepare_dirs
+  pg_initdb_once
+  pg_write_conf
+  local t0=$SECONDS
+  if ! as_pg "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOGS/postgres.log" -w -t 120 start >/dev/null 9>&-; then
+    say "---- last 40 lines of $PG_LOGS/postgres.log ----" >&2
+    tail -n 40 "$PG_LOGS/postgres.log" >&2 || true
+    die "PostgreSQL did not start (see $PG_LOGS/postgres.log)"
+  fi
+  if [[ -z "$(pg_psql -d postgres -At -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
+    pg_psql -d postgres -c "create database $PG_DB owner $PG_ROLE"
+    say "postgres: created database $PG_DB"
+  fi
+  pid=$(pg_pid) || true
+  say "postgres: ready in $((SECONDS - t0)) s (pid ${pid:-?}, $HOST:$PG_PORT, PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }'))"
+}
+
+pg_stop() {  # mode
+  if [[ -n $PG_EXTERNAL_URL ]]; then
+    say "postgres: BILLY_DATABASE_URL is set (external database): nothing to stop"
+    return 0
+  fi
+  local pid
+  if ! pid=$(pg_pid); then
+    say "postgres: not running"
+    return 0
+  fi
+  pg_need_bin
+  local t0=$SECONDS
+  as_pg "$PGBIN/pg_ctl" -D "$PG_DATA" -m "$1" -w -t 120 stop >/dev/null
+  if [[ $1 == immediate ]]; then
+    say "postgres: stopped with -m immediate (pid $pid; crash recovery on next start)"
+  else
+    say "postgres: stopped (pid $pid, $((SECONDS - t0)) s)"
+  fi
+}
+
+pg_status() {
+  if [[ -n $PG_EXTERNAL_URL ]]; then
+    say "postgres: external  BILLY_DATABASE_URL=$PG_EXTERNAL_URL"
+    return 0
+  fi
+  local pid
+  if pid=$(pg_pid); then
+    say "postgres: running  pid $pid  port $HOST:$PG_PORT  rss $(rss_mib "$pid") MiB (postmaster)  data .state/pg/data"
+  else
+    say "postgres: stopped  pid -  port $HOST:$PG_PORT"
+  fi
+}
+
+# =====================================================================================
+# env file and entry points
+# =====================================================================================
+
+env_value() {  # shell-quote only when needed, so the file stays KEY=value for simple values
+  if [[ $1 =~ ^[A-Za-z0-9@:/._%+=,-]*$ ]]; then
+    printf '%s' "$1"
+  else
+    printf "'%s'" "${1//\'/\'\\\'\'}"
+  fi
+}
+
+env_lines() {
+  local url="${PG_EXTERNAL_URL:-postgresql://$PG_ROLE@$HOST:$PG_PORT/$PG_DB}"
+  printf 'BILLY_KAFKA_BOOTSTRAP=%s\n' "$(env_value "$HOST:$KAFKA_PORT")"
+  printf 'BILLY_DATABASE_URL=%s\n' "$(env_value "$url")"
+}
+
+write_env() {
+  mkdir -p "$STATE"
+  {
+    printf '# Written by deploy/stack.sh up. Use: set -a; . .state/stack.env; set +a\n'
+    env_lines
+  } >"$STACK_ENV.tmp"
+  mv "$STACK_ENV.tmp" "$STACK_ENV"
+  say "env: $STACK_ENV"
+  sed 's/^/  /' <(env_lines)
+}
+
+usage() {
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+  local cmd=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case $cmd in
+    up) take_lock; pg_up; kafka_up; write_env ;;
+    down) take_lock; kafka_down; pg_stop fast ;;
+    status) kafka_status; pg_status ;;
+    env) env_lines ;;
+    kafka-up) take_lock; kafka_up ;;
+    kafka-down) take_lock; kafka_down ;;
+    kafka-kill) take_lock; kafka_kill ;;
+    pg-up) take_lock; pg_up ;;
+    pg-down) take_lock; pg_stop fast ;;
+    pg-kill) take_lock; pg_stop immediate ;;
+    kafka-tool)
+      [[ $# -ge 1 ]] || die "usage: deploy/stack.sh kafka-tool <main class> [args...]"
+      need_java
+      [[ -f $KAFKA_MARKER ]] || die "no Kafka jars yet: run deploy/stack.sh kafka-up first"
+      kafka_java "$@"
+      ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
