@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     tenants: Annotated[tuple[str, ...], NoDecode] = Field(
         ("autoru", "realty", "cmexpert"), description="Known tenants"
     )
-    command_partitions: int = Field(12, ge=1, le=1024)
+    topic_replication: int = Field(1, ge=1, le=7, description="Replicas per topic (3 in production)")
+    topic_partitions_max: int | None = Field(
+        None, ge=1, le=1024, description="Caps every topic's partitions (small test or demo stacks)"
+    )
 
     # --- ledger consumer ---------------------------------------------------------------
     ledger_group: str = "billy-ledger"

@@ -1,0 +1,163 @@
+"""Test harness: the real stack, started when missing and reused when running.
+
+Session: the Kafka broker and PostgreSQL from `deploy/stack.sh` (or the servers named by
+BILLY_KAFKA_BOOTSTRAP / BILLY_DATABASE_URL). Where a Docker engine answers, PostgreSQL may
+come from testcontainers instead (BILLY_TESTCONTAINERS=1); the suite never needs it.
+Module: a fresh database (migrated) and a fresh topic prefix, so tests never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from billy_core.kafka.topics import TopicNames
+from billy_core.settings import Settings
+from billy_core.store import migrate
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_KAFKA = "127.0.0.1:19092"
+DEFAULT_PG = "postgresql://billy@127.0.0.1:55432/billy"
+
+
+def _port_open(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def docker_engine_answers() -> bool:
+    """Ask the engine itself; a `docker` binary without an engine (as here) is not enough."""
+    try:
+        import docker
+
+        return bool(docker.from_env(timeout=2).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict[str, str]:
+    """Kafka bootstrap and the admin PostgreSQL URL, started by the project's script if needed."""
+    kafka = os.environ.get("BILLY_KAFKA_BOOTSTRAP", DEFAULT_KAFKA)
+    pg = os.environ.get("BILLY_DATABASE_URL", DEFAULT_PG)
+    if os.environ.get("BILLY_TESTCONTAINERS") == "1" and docker_engine_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:15", driver=None).start()
+        pg = container.get_connection_url()
+    if not (_port_open(kafka) and _pg_answers(pg)):
+        subprocess.run([str(REPO / "deploy" / "stack.sh"), "up"], check=True, cwd=REPO)
+    return {"kafka": kafka, "pg": pg}
+
+
+def _pg_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _with_db(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="module")
+def database_url(stack) -> str:
+    """A fresh, migrated database for this test module; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack["pg"], autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(stack["pg"], name)
+    migrate.upgrade(Settings(database_url=url).sqlalchemy_url)
+    yield url
+    with psycopg.connect(stack["pg"], autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def settings(stack, database_url) -> Settings:
+    """Settings for this module: its own database, topic prefix and consumer group."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return Settings(
+        kafka_bootstrap=stack["kafka"],
+        database_url=database_url,
+        topic_prefix=prefix,
+        tenants=("autoru", "realty"),
+        ledger_group=f"{prefix}-ledger",
+        topic_partitions_max=3,
+        batch_wait_ms=10,
+        hold_sweep_interval_s=0.5,
+        dlq_window_min=50,
+    )
+
+
+@pytest.fixture(scope="module")
+def topics(settings) -> TopicNames:
+    from billy_core.kafka.admin import ensure_topics
+
+    ensure_topics(settings)
+    return TopicNames(settings.topic_prefix)
+
+
+class RunningRoles:
+    """billy's roles on threads of the test process, stopped at the end of the module."""
+
+    def __init__(self, settings: Settings, roles: tuple[str, ...]) -> None:
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.threads = []
+        for role in roles:
+            target = _role_target(settings, role)
+            thread = threading.Thread(target=self._guard, args=(target,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _guard(self, target) -> None:
+        try:
+            target(self.stop)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def _role_target(settings: Settings, role: str):
+    if role == "ledger":
+        from consumers.ledger.app import LedgerConsumer
+
+        return LedgerConsumer(settings).run
+    if role == "relay":
+        from consumers.relay.app import Relay
+
+        return Relay(settings).run
+    if role == "sweeper":
+        from consumers.sync.hold_expiry import HoldSweeper
+
+        return HoldSweeper(settings).run
+    raise ValueError(role)
+
+
+@pytest.fixture(scope="module")
+def billy(settings, topics):
+    """The ledger, relay and hold sweeper running against this module's database and topics."""
+    roles = RunningRoles(settings, ("ledger", "relay", "sweeper"))
+    yield roles
+    roles.close()
+    assert not roles.errors, roles.errors
