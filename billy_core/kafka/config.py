@@ -70,6 +70,8 @@ def transactional_producer(settings: Settings, transactional_id: str) -> dict[st
         "transactional.id": transactional_id,
         # A transaction left open by a dead relay blocks read_committed readers this long at most.
         "transaction.timeout.ms": 30_000,
+        # librdkafka requires a delivery to end (or fail) within the transaction's lifetime.
+        "delivery.timeout.ms": 25_000,
     }
 
 

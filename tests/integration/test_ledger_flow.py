@@ -47,10 +47,12 @@ def _results(reader: Reader, ids: list[str], timeout_s: float = 60.0):
 def _fund(io, client: str, amount: int) -> None:
     sender, results, admin_results, topics = io
     c = sender.command(topics.commands(TENANT), cmd(client, RegisterClient("Dealer", "d@x.ru")))
+    sender.flush()
+    assert _results(results, [c])[0][c].code == "ok"
+    # The admin topic is another partition: send the funding only once the client exists.
     a = sender.command(topics.admin_commands, cmd(client, Adjust(amount, "RUB", "test funding")),
                        key=f"{TENANT}/{client}")
     sender.flush()
-    assert _results(results, [c])[0][c].code == "ok"
     assert _results(admin_results, [a])[0][a].code == "ok"
 
 
