@@ -1,3 +1,47 @@
+# billy: two commands for a new user.
+#   make demo   set everything up (venv, Kafka, PostgreSQL) and run billy with a short demo
+#   make test   set everything up and run the whole test suite (unit, integration, fault smoke)
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+BILLY := $(VENV)/bin/billy
+
+.PHONY: help venv demo test test-unit bench fault-long run
+
+help:
+	@echo "make demo   - set up everything and run billy's demo"
+	@echo "make test   - set up everything and run all tests"
+	@echo "make up | down | status - the local Kafka + PostgreSQL stack"
+	@echo "make run    - billy with every role in one process (after make up)"
+	@echo "make bench  - benchmarks (on demand; prints figures)"
+
+venv: $(VENV)/.installed
+
+# Reinstalled when pyproject.toml changes; `pip install -e` keeps the code live.
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "billy needs $(PYTHON) (Python >= 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+demo: venv up
+	$(BILLY) demo
+
+run: venv up
+	$(BILLY) run
+
+test: venv up
+	$(VENV)/bin/pytest -q
+
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: venv up
+	$(VENV)/bin/python -m bench.run
+
+fault-long: venv up
+	BILLY_FAULT_PROFILE=long $(VENV)/bin/pytest -q tests/fault
+
 # ---- local stack: Kafka + PostgreSQL on 127.0.0.1 (deploy/stack.sh, deploy/README.md) ----
 STACK := deploy/stack.sh
 

@@ -37,9 +37,11 @@ def _settings():
 
 
 def _prepare(settings) -> None:
+    from billy_core.codec import configure
     from billy_core.kafka.admin import ensure_topics
     from billy_core.store import migrate
 
+    configure(settings.schema_registry_url)
     migrate.upgrade(settings.sqlalchemy_url)
     ensure_topics(settings)
 

@@ -43,7 +43,7 @@ class Result:
     command_id: str
     client_id: str
     status: Status
-    code: Code
+    code: Code | str  # a str when decoded from a newer billy that added a code
     message: str
     currency: str | None
     available_minor: int

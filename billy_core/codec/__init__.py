@@ -33,6 +33,7 @@ from billy_core.codec.mapping import AppliedService, ServiceKind, WalletSnapshot
 from billy_core.codec.messages import (
     Codec,
     codec_for,
+    configure,
     decode_applied_service,
     decode_command,
     decode_result,
@@ -64,6 +65,7 @@ __all__ = [
     "WalletSnapshot",
     "WrongSchema",
     "codec_for",
+    "configure",
     "decode_applied_service",
     "decode_command",
     "decode_result",

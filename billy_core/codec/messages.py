@@ -29,6 +29,7 @@ __all__ = [
     "Codec",
     "Framing",
     "codec_for",
+    "configure",
     "decode_applied_service",
     "decode_command",
     "decode_result",
@@ -115,6 +116,13 @@ def default() -> Codec:
     global _default
     if _default is None:
         _default = Codec()
+    return _default
+
+
+def configure(registry_url: str | None) -> Codec:
+    """Choose the process-wide framing once, at start: the registry's when a URL is set."""
+    global _default
+    _default = codec_for(registry_url)
     return _default
 
 
