@@ -1,0 +1,66 @@
+"""Kafka configs for the SDK: billy's own (billy_core.kafka.config) plus the service's extras.
+
+The service passes a bootstrap string, not billy's Settings: `Settings.model_construct`
+builds one without reading the environment, so a vertical service's own `BILLY_*` variables
+(or their absence) cannot change what the SDK does. Extra options (SASL, TLS, client tuning)
+are merged over billy's; the few options correctness depends on cannot be overridden.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from billy_core.settings import Settings
+
+# The options whose values the exactly-once contract rests on; an extra config may not touch them.
+PROTECTED_OPTIONS = frozenset(
+    {
+        "bootstrap.servers",  # the constructor argument
+        "acks",
+        "enable.idempotence",
+        "max.in.flight.requests.per.connection",
+        "transactional.id",
+        "group.id",  # the constructor argument
+        "isolation.level",
+        "enable.auto.commit",
+        "on_delivery",
+    }
+)
+_TENANT = re.compile(r"^[a-z0-9-]+$")
+_RESERVED_TENANTS = frozenset({"admin", "internal"})
+
+
+def settings_for(bootstrap: str) -> Settings:
+    if not isinstance(bootstrap, str) or not bootstrap.strip():
+        raise ValueError("bootstrap: must be 'host:port[,host:port...]'")
+    return Settings.model_construct(kafka_bootstrap=bootstrap.strip())
+
+
+def check_tenant(tenant: str) -> str:
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise ValueError(f"tenant: must be lower-case letters, digits or '-', got {tenant!r}")
+    if tenant in _RESERVED_TENANTS:
+        raise ValueError(f"tenant: {tenant!r} is a reserved topic word")
+    return tenant
+
+
+def merged(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`base` with `extra` over it; raises ValueError naming a protected option in `extra`."""
+    conf = dict(base)
+    for key, value in (extra or {}).items():
+        if key in PROTECTED_OPTIONS:
+            raise ValueError(f"extra_config: {key!r} is set by billy and cannot be overridden")
+        conf[key] = value
+    return conf
+
+
+def with_logging(conf: dict[str, Any], logger: logging.Logger) -> dict[str, Any]:
+    """Route librdkafka's own log lines and client-level errors (broker down, auth failed) to
+    `logger` instead of stderr, unless the service set its own `logger` or `error_cb`.
+    librdkafka hands them over during poll and flush."""
+    conf.setdefault("logger", logger)
+    conf.setdefault("error_cb", lambda err: logger.warning("kafka: %s", err))
+    return conf
