@@ -1,0 +1,421 @@
+"""The pure ledger core: `decide(state, command, record_ts_ms) -> Decision`.
+
+Pure and deterministic: no I/O, no clock (time is the Kafka record timestamp passed in),
+no randomness. The same rows, commands and timestamps always give the same decisions and
+the same rows afterwards, so a replay decides exactly as the first run did.
+
+`decide` assumes the command passed `billy_core.commands.validate` and that the shell
+answered duplicates and idempotency conflicts itself (they never reach the core). It
+changes `state` in place only when the command applies, except for one side effect: a
+ConfirmHold or ReleaseHold that finds its hold past `expires_at` expires the hold (money
+moves back from held to available) and is still REJECTED `hold_expired`; that decision
+carries the transfer, so the shell must write the transfers of EVERY decision, whatever
+its status. `wallet.version` grows by 1 exactly when balances or holds change (any
+decision with transfers; registration sets it to 1).
+
+Precedence: a command gets the first code of this list that applies.
+
+1. RegisterClient: the wallet exists -> REJECTED `client_exists`; else the wallet is
+   created in the body's currency (version 1, `new_wallet`), APPLIED `ok`, no transfers.
+2. Any other body and no wallet -> REJECTED `unknown_client`.
+3. A Balance-bound body (`BALANCE_BODIES`) -> REJECTED `unsupported` (needs the Balance
+   gateway).
+4. Charge, Hold, Adjust in another currency than the wallet's -> REJECTED
+   `currency_mismatch`.
+5. Adjust: positive: adjustments -> available. Negative: `insufficient_funds` if
+   available - |amount| < -overdraft_limit; else available -> adjustments.
+6. Charge: `insufficient_funds` as above; else available -> revenue(product), a refundable
+   ChargeRecord keyed by the command_id, an applied-log CHARGE line.
+7. Hold: hold_id already used by this client (any status) -> `hold_exists`;
+   expires_at <= record time -> `invalid`; `insufficient_funds` as above; else
+   available -> held and an open HoldRecord.
+8. ConfirmHold: no such hold -> `hold_not_found`; not open -> `hold_settled`; record time
+   >= expires_at -> the hold expires now (held -> available), REJECTED `hold_expired`;
+   amount (None = all) > the hold's amount -> `exceeds_hold`; else held -> revenue(amount)
+   and held -> available (the rest, if any), status confirmed, a ChargeRecord keyed by
+   the confirm's command_id, an applied-log CHARGE line.
+9. ReleaseHold: `hold_not_found`; `hold_settled`; expired by time -> expires now,
+   REJECTED `hold_expired`; else held -> available, status released.
+10. ExpireHold (billy's sweeper): `hold_not_found`; `hold_settled`; record time <
+    expires_at -> `hold_not_expired`; else held -> available, status expired, APPLIED.
+11. Refund: the target is not a refundable charge of this client -> `charge_not_found`;
+    nothing left to refund, or more requested (None = all that is left) than is left ->
+    `exceeds_refundable`; else revenue(product) -> available, an applied-log REFUND line.
+
+Raises `InvariantViolation` (and only that) when the rows or the decision break a ledger
+invariant: a bug or corrupt data, never bad input. Nothing must be written then.
+Messages are short and never contain names or emails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from billy_core.commands import (
+    BALANCE_BODIES,
+    Adjust,
+    Charge,
+    Command,
+    ConfirmHold,
+    ExpireHold,
+    Hold,
+    Refund,
+    RegisterClient,
+    ReleaseHold,
+)
+from billy_core.ledger import accounts
+from billy_core.ledger.invariants import InvariantViolation, check_client, check_decision
+from billy_core.ledger.state import ChargeRecord, ClientState, HoldRecord, HoldStatus, Wallet
+from billy_core.results import Code, Status
+
+__all__ = ["AppliedKind", "AppliedLine", "Decision", "Transfer", "decide"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One double entry: `amount_minor` (> 0) leaves `source` and reaches `target`.
+
+    An account's balance is what it received minus what it sent.
+    """
+
+    source: str
+    target: str
+    amount_minor: int
+    currency: str
+
+
+class AppliedKind:
+    CHARGE = "CHARGE"
+    REFUND = "REFUND"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedLine:
+    """A row of the applied-services log (`billy.applied-services`)."""
+
+    kind: str  # AppliedKind.CHARGE | AppliedKind.REFUND
+    product_id: str
+    amount_minor: int
+    currency: str
+    refund_of: str | None  # the refunded Charge/ConfirmHold command_id, for REFUND
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: Status
+    code: Code
+    message: str
+    transfers: tuple[Transfer, ...] = ()
+    applied: tuple[AppliedLine, ...] = ()
+    details: dict[str, str] = field(default_factory=dict)
+
+
+def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
+    """Decide one command for one client and apply it to `state` in place.
+
+    Never blocks, never does I/O. Raises only `InvariantViolation`.
+    """
+    if command.client_id != state.client_id:
+        raise InvariantViolation(
+            f"{state.tenant}/{state.client_id}: got a command of client {command.client_id!r}"
+        )
+    if isinstance(record_ts_ms, bool) or not isinstance(record_ts_ms, int) or record_ts_ms < 0:
+        raise InvariantViolation(f"record_ts_ms must be a non-negative int, got {record_ts_ms!r}")
+    check_client(state)
+    wallet = state.wallet
+    before = None if wallet is None else (wallet.available_minor, wallet.held_minor)
+    before_version = None if wallet is None else wallet.version
+
+    decision = _decide(state, command, record_ts_ms)
+
+    after = state.wallet
+    if after is None:
+        if decision.status != Status.REJECTED or decision.transfers or decision.applied:
+            raise InvariantViolation(f"{state.tenant}/{state.client_id}: changed with no wallet")
+        return decision
+    check_client(state)
+    if before is None:  # this command registered the client
+        check_decision((0, 0), after, decision)
+        if after.version != 1 or not state.new_wallet:
+            raise InvariantViolation(f"{state.tenant}/{state.client_id}: bad new wallet")
+    else:
+        check_decision(before, after, decision, before_version=before_version)
+    return decision
+
+
+def _rejected(code: Code, message: str, **details: str) -> Decision:
+    return Decision(Status.REJECTED, code, message, details=details)
+
+
+def _applied(
+    message: str,
+    transfers: tuple[Transfer, ...],
+    applied: tuple[AppliedLine, ...] = (),
+    **details: str,
+) -> Decision:
+    return Decision(Status.APPLIED, Code.OK, message, transfers, applied, details)
+
+
+def _decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
+    body = command.body
+    wallet = state.wallet
+    if isinstance(body, RegisterClient):
+        if wallet is not None:
+            return _rejected(Code.CLIENT_EXISTS, "the client is already registered")
+        state.wallet = Wallet(state.tenant, state.client_id, body.currency, version=1)
+        state.new_wallet = True
+        return _applied("client registered", ())
+    if wallet is None:
+        return _rejected(Code.UNKNOWN_CLIENT, "the client is not registered")
+    if isinstance(body, BALANCE_BODIES):
+        return _rejected(Code.UNSUPPORTED, "needs the Balance gateway")
+    if isinstance(body, (Charge, Hold, Adjust)) and body.currency != wallet.currency:
+        return _rejected(
+            Code.CURRENCY_MISMATCH,
+            f"the wallet is in {wallet.currency}",
+            wallet_currency=wallet.currency,
+        )
+    match body:
+        case Adjust():
+            return _adjust(state, wallet, body)
+        case Charge():
+            return _charge(state, wallet, command.command_id, body)
+        case Hold():
+            return _hold(state, wallet, body, record_ts_ms)
+        case ConfirmHold():
+            return _confirm(state, wallet, command.command_id, body, record_ts_ms)
+        case ReleaseHold():
+            return _release(state, wallet, command.command_id, body, record_ts_ms)
+        case ExpireHold():
+            return _expire_hold(state, wallet, command.command_id, body, record_ts_ms)
+        case Refund():
+            return _refund(state, wallet, body)
+    raise InvariantViolation(f"the ledger has no rule for {type(body).__name__}")
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _can_spend(wallet: Wallet, amount_minor: int) -> bool:
+    return wallet.available_minor - amount_minor >= -wallet.overdraft_limit_minor
+
+
+def _insufficient(wallet: Wallet, amount_minor: int) -> Decision:
+    shortfall = amount_minor - (wallet.available_minor + wallet.overdraft_limit_minor)
+    return _rejected(
+        Code.INSUFFICIENT_FUNDS,
+        "not enough available funds",
+        shortfall_minor=str(shortfall),
+    )
+
+
+def _open_hold(state: ClientState, hold_id: str) -> HoldRecord | Decision:
+    hold = state.holds.get(hold_id)
+    if hold is None:
+        return _rejected(Code.HOLD_NOT_FOUND, "no such hold")
+    if hold.status != HoldStatus.OPEN:
+        return _rejected(
+            Code.HOLD_SETTLED, f"the hold is already {hold.status}", hold_status=hold.status
+        )
+    return hold
+
+
+def _expire(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str) -> Transfer:
+    """Expire an open hold: everything held returns to available."""
+    wallet.held_minor -= hold.amount_minor
+    wallet.available_minor += hold.amount_minor
+    wallet.version += 1
+    hold.status = HoldStatus.EXPIRED
+    hold.settled_by = command_id
+    state.dirty_holds.add(hold.hold_id)
+    return Transfer(
+        accounts.held(state.tenant, state.client_id),
+        accounts.available(state.tenant, state.client_id),
+        hold.amount_minor,
+        hold.currency,
+    )
+
+
+def _expired_now(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str) -> Decision:
+    transfer = _expire(state, wallet, hold, command_id)
+    return Decision(
+        Status.REJECTED,
+        Code.HOLD_EXPIRED,
+        "the hold had expired; it is released now",
+        (transfer,),
+        details={"expires_at_ms": str(hold.expires_at_ms)},
+    )
+
+
+def _add_charge(state: ClientState, record: ChargeRecord) -> None:
+    if record.command_id in state.charges:  # command ids are unique per tenant
+        raise InvariantViolation(
+            f"{state.tenant}/{state.client_id}: charge {record.command_id!r} applied twice"
+        )
+    state.charges[record.command_id] = record
+    state.dirty_charges.add(record.command_id)
+
+
+# --- rules ----------------------------------------------------------------------------
+
+
+def _adjust(state: ClientState, wallet: Wallet, body: Adjust) -> Decision:
+    available = accounts.available(state.tenant, state.client_id)
+    adjustments = accounts.adjustments(state.tenant)
+    if body.amount_minor > 0:
+        wallet.available_minor += body.amount_minor
+        transfer = Transfer(adjustments, available, body.amount_minor, body.currency)
+    else:
+        amount = -body.amount_minor
+        if not _can_spend(wallet, amount):
+            return _insufficient(wallet, amount)
+        wallet.available_minor -= amount
+        transfer = Transfer(available, adjustments, amount, body.currency)
+    wallet.version += 1
+    return _applied("adjusted", (transfer,))
+
+
+def _charge(state: ClientState, wallet: Wallet, command_id: str, body: Charge) -> Decision:
+    if not _can_spend(wallet, body.amount_minor):
+        return _insufficient(wallet, body.amount_minor)
+    wallet.available_minor -= body.amount_minor
+    wallet.version += 1
+    _add_charge(state, ChargeRecord(command_id, body.product_id, body.amount_minor, body.currency))
+    transfer = Transfer(
+        accounts.available(state.tenant, state.client_id),
+        accounts.revenue(state.tenant, body.product_id),
+        body.amount_minor,
+        body.currency,
+    )
+    line = AppliedLine(AppliedKind.CHARGE, body.product_id, body.amount_minor, body.currency, None)
+    return _applied("charged", (transfer,), (line,))
+
+
+def _hold(state: ClientState, wallet: Wallet, body: Hold, record_ts_ms: int) -> Decision:
+    if body.hold_id in state.holds:
+        return _rejected(Code.HOLD_EXISTS, "this hold_id is already used by this client")
+    if body.expires_at_ms <= record_ts_ms:
+        return _rejected(Code.INVALID, "body.expires_at: already passed at the record's time")
+    if not _can_spend(wallet, body.amount_minor):
+        return _insufficient(wallet, body.amount_minor)
+    wallet.available_minor -= body.amount_minor
+    wallet.held_minor += body.amount_minor
+    wallet.version += 1
+    state.holds[body.hold_id] = HoldRecord(
+        body.hold_id, body.product_id, body.amount_minor, body.currency, body.expires_at_ms
+    )
+    state.dirty_holds.add(body.hold_id)
+    transfer = Transfer(
+        accounts.available(state.tenant, state.client_id),
+        accounts.held(state.tenant, state.client_id),
+        body.amount_minor,
+        body.currency,
+    )
+    return _applied("held", (transfer,))
+
+
+def _confirm(
+    state: ClientState, wallet: Wallet, command_id: str, body: ConfirmHold, record_ts_ms: int
+) -> Decision:
+    hold = _open_hold(state, body.hold_id)
+    if isinstance(hold, Decision):
+        return hold
+    if record_ts_ms >= hold.expires_at_ms:
+        return _expired_now(state, wallet, hold, command_id)
+    amount = hold.amount_minor if body.amount_minor is None else body.amount_minor
+    if amount > hold.amount_minor:
+        return _rejected(
+            Code.EXCEEDS_HOLD,
+            "more than the hold's amount",
+            hold_amount_minor=str(hold.amount_minor),
+        )
+    rest = hold.amount_minor - amount
+    wallet.held_minor -= hold.amount_minor
+    wallet.available_minor += rest
+    wallet.version += 1
+    hold.status = HoldStatus.CONFIRMED
+    hold.confirmed_minor = amount
+    hold.settled_by = command_id
+    state.dirty_holds.add(hold.hold_id)
+    _add_charge(state, ChargeRecord(command_id, hold.product_id, amount, hold.currency))
+    held = accounts.held(state.tenant, state.client_id)
+    revenue = accounts.revenue(state.tenant, hold.product_id)
+    transfers = [Transfer(held, revenue, amount, hold.currency)]
+    if rest:
+        available = accounts.available(state.tenant, state.client_id)
+        transfers.append(Transfer(held, available, rest, hold.currency))
+    line = AppliedLine(AppliedKind.CHARGE, hold.product_id, amount, hold.currency, None)
+    return _applied(
+        "hold confirmed",
+        tuple(transfers),
+        (line,),
+        confirmed_minor=str(amount),
+        returned_minor=str(rest),
+    )
+
+
+def _release(
+    state: ClientState, wallet: Wallet, command_id: str, body: ReleaseHold, record_ts_ms: int
+) -> Decision:
+    hold = _open_hold(state, body.hold_id)
+    if isinstance(hold, Decision):
+        return hold
+    if record_ts_ms >= hold.expires_at_ms:
+        return _expired_now(state, wallet, hold, command_id)
+    wallet.held_minor -= hold.amount_minor
+    wallet.available_minor += hold.amount_minor
+    wallet.version += 1
+    hold.status = HoldStatus.RELEASED
+    hold.settled_by = command_id
+    state.dirty_holds.add(hold.hold_id)
+    transfer = Transfer(
+        accounts.held(state.tenant, state.client_id),
+        accounts.available(state.tenant, state.client_id),
+        hold.amount_minor,
+        hold.currency,
+    )
+    return _applied("hold released", (transfer,))
+
+
+def _expire_hold(
+    state: ClientState, wallet: Wallet, command_id: str, body: ExpireHold, record_ts_ms: int
+) -> Decision:
+    hold = _open_hold(state, body.hold_id)
+    if isinstance(hold, Decision):
+        return hold
+    if record_ts_ms < hold.expires_at_ms:
+        return _rejected(
+            Code.HOLD_NOT_EXPIRED,
+            "the hold has not expired yet",
+            expires_at_ms=str(hold.expires_at_ms),
+        )
+    transfer = _expire(state, wallet, hold, command_id)
+    return _applied("hold expired", (transfer,))
+
+
+def _refund(state: ClientState, wallet: Wallet, body: Refund) -> Decision:
+    charge = state.charges.get(body.charge_command_id)
+    if charge is None:
+        return _rejected(Code.CHARGE_NOT_FOUND, "no refundable charge with this command_id")
+    left = charge.amount_minor - charge.refunded_minor
+    requested = left if body.amount_minor is None else body.amount_minor
+    if left == 0 or requested > left:
+        return _rejected(
+            Code.EXCEEDS_REFUNDABLE,
+            "more than is left to refund",
+            refundable_minor=str(left),
+        )
+    charge.refunded_minor += requested
+    state.dirty_charges.add(charge.command_id)
+    wallet.available_minor += requested
+    wallet.version += 1
+    transfer = Transfer(
+        accounts.revenue(state.tenant, charge.product_id),
+        accounts.available(state.tenant, state.client_id),
+        requested,
+        charge.currency,
+    )
+    line = AppliedLine(
+        AppliedKind.REFUND, charge.product_id, requested, charge.currency, charge.command_id
+    )
+    return _applied("refunded", (transfer,), (line,), refundable_minor=str(left - requested))

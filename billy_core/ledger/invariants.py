@@ -1,0 +1,214 @@
+"""Invariant checks of the ledger core that stay on in production.
+
+Python's `assert` disappears under `-O`, so these are explicit checks that raise
+`InvariantViolation`. A violation means a bug or corrupt rows, never bad input: bad input
+is a rejected result. The process must crash and restart from its last commit rather
+than write anything; never catch this error to carry on.
+
+    RuntimeError
+     └── InvariantViolation
+
+`decide` calls `check_client` before and after every command (precondition and
+postcondition) and `check_decision` on every decision. The shell calls
+`check_held_matches` when it can see every open hold of a wallet (the core only sees
+the holds the batch names). Every check is a few integer operations per transfer or per
+loaded row; none does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from billy_core.ledger import accounts
+from billy_core.ledger.state import ClientState, HoldStatus, Wallet
+from billy_core.results import Code, Status
+
+if TYPE_CHECKING:  # core imports this module; avoid the cycle at run time
+    from billy_core.ledger.core import Decision, Transfer
+
+__all__ = [
+    "InvariantViolation",
+    "check_client",
+    "check_decision",
+    "check_held_matches",
+    "check_transfers",
+]
+
+_TENANT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class InvariantViolation(RuntimeError):
+    """A ledger invariant is broken. Crash; never publish or commit what led here."""
+
+
+def _fail(what: str, state_key: str) -> None:
+    raise InvariantViolation(f"{state_key}: {what}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_client(state: ClientState) -> None:
+    """Check one client's rows on their own: the wallet bounds and every loaded hold/charge.
+
+    Holds: `held_minor >= 0`, `available_minor >= -overdraft_limit_minor`, and the open
+    holds among the loaded ones add up to at most `held_minor` (equality needs every open
+    hold; see `check_held_matches`). Each hold and charge is keyed by its own id, in the
+    wallet's currency, with 0 <= confirmed/refunded <= amount.
+    """
+    key = f"{state.tenant}/{state.client_id}"
+    if not _TENANT.match(state.tenant or ""):
+        _fail("tenant must be a Kafka topic-name fragment", key)
+    wallet = state.wallet
+    if wallet is None:
+        if state.holds or state.charges or state.new_wallet:
+            _fail("holds, charges or new_wallet without a wallet", key)
+        return
+    if (wallet.tenant, wallet.client_id) != (state.tenant, state.client_id):
+        _fail("wallet belongs to another client", key)
+    for name in ("available_minor", "held_minor", "version", "overdraft_limit_minor"):
+        if not _is_int(getattr(wallet, name)):
+            _fail(f"wallet.{name} is not an int", key)
+    if wallet.overdraft_limit_minor < 0:
+        _fail("overdraft_limit_minor < 0", key)
+    if wallet.held_minor < 0:
+        _fail(f"held_minor {wallet.held_minor} < 0", key)
+    if wallet.available_minor < -wallet.overdraft_limit_minor:
+        _fail(
+            f"available_minor {wallet.available_minor} below the overdraft limit "
+            f"{wallet.overdraft_limit_minor}",
+            key,
+        )
+    if wallet.version < 0:
+        _fail("version < 0", key)
+
+    open_total = 0
+    for hold_id, hold in state.holds.items():
+        if hold.hold_id != hold_id:
+            _fail(f"hold {hold_id!r} stored under another id", key)
+        if hold.currency != wallet.currency:
+            _fail(f"hold {hold_id!r} currency differs from the wallet's", key)
+        if not _is_int(hold.amount_minor) or hold.amount_minor <= 0:
+            _fail(f"hold {hold_id!r} amount must be a positive int", key)
+        if hold.status not in HoldStatus.ALL:
+            _fail(f"hold {hold_id!r} has unknown status {hold.status!r}", key)
+        if not 0 <= hold.confirmed_minor <= hold.amount_minor:
+            _fail(f"hold {hold_id!r} confirmed_minor outside 0..amount", key)
+        if hold.confirmed_minor and hold.status != HoldStatus.CONFIRMED:
+            _fail(f"hold {hold_id!r} has confirmed_minor but is {hold.status}", key)
+        if hold.status == HoldStatus.CONFIRMED and hold.confirmed_minor == 0:
+            _fail(f"hold {hold_id!r} confirmed with nothing", key)
+        if (hold.settled_by is None) != (hold.status == HoldStatus.OPEN):
+            _fail(f"hold {hold_id!r}: settled_by must be set exactly when settled", key)
+        if hold.status == HoldStatus.OPEN:
+            open_total += hold.amount_minor
+    if open_total > wallet.held_minor:
+        _fail(f"loaded open holds total {open_total} > held_minor {wallet.held_minor}", key)
+
+    for command_id, charge in state.charges.items():
+        if charge.command_id != command_id:
+            _fail(f"charge {command_id!r} stored under another id", key)
+        if charge.currency != wallet.currency:
+            _fail(f"charge {command_id!r} currency differs from the wallet's", key)
+        if not _is_int(charge.amount_minor) or charge.amount_minor <= 0:
+            _fail(f"charge {command_id!r} amount must be a positive int", key)
+        if not 0 <= charge.refunded_minor <= charge.amount_minor:
+            _fail(f"charge {command_id!r} refunded_minor outside 0..amount", key)
+
+    if not state.dirty_holds <= state.holds.keys():
+        _fail("dirty_holds names a hold that is not loaded", key)
+    if not state.dirty_charges <= state.charges.keys():
+        _fail("dirty_charges names a charge that is not loaded", key)
+
+
+def check_held_matches(wallet: Wallet, open_hold_amounts_total: int) -> None:
+    """`held_minor` equals the sum of the amounts of ALL the wallet's open holds.
+
+    Only the shell can check this: it alone can add up every open hold of the wallet
+    (e.g. `SELECT sum(amount_minor) ... WHERE status = 'open'`).
+    """
+    if wallet.held_minor != open_hold_amounts_total:
+        raise InvariantViolation(
+            f"{wallet.tenant}/{wallet.client_id}: held_minor {wallet.held_minor} != "
+            f"open holds total {open_hold_amounts_total}"
+        )
+
+
+def check_transfers(transfers: Iterable[Transfer]) -> None:
+    """Every amount is a positive int between two different accounts, and the set
+    sums to zero per currency (true by construction of a transfer; checked anyway)."""
+    net: dict[tuple[str, str], int] = {}
+    for t in transfers:
+        if not _is_int(t.amount_minor) or t.amount_minor <= 0:
+            raise InvariantViolation(f"transfer amount must be a positive int: {t!r}")
+        if t.source == t.target:
+            raise InvariantViolation(f"transfer from an account to itself: {t!r}")
+        net[(t.source, t.currency)] = net.get((t.source, t.currency), 0) - t.amount_minor
+        net[(t.target, t.currency)] = net.get((t.target, t.currency), 0) + t.amount_minor
+    per_currency: dict[str, int] = {}
+    for (_, currency), amount in net.items():
+        per_currency[currency] = per_currency.get(currency, 0) + amount
+    for currency, total in per_currency.items():
+        if total != 0:
+            raise InvariantViolation(f"transfers do not sum to zero in {currency}: {total}")
+
+
+def check_decision(
+    before: tuple[int, int],
+    after: Wallet,
+    decision: Decision,
+    *,
+    before_version: int | None = None,
+) -> None:
+    """Replaying the decision's transfers on the wallet's (available, held) before the
+    command gives exactly the wallet after it.
+
+    Also: every transfer touches this wallet and only in its currency; APPLIED goes with
+    `ok` and a rejection with another code; a rejection moves money only when it is
+    `hold_expired` (the hold expires as a side effect); applied-log lines come only with
+    APPLIED. With `before_version`, the version grew by exactly 1 iff money moved.
+    """
+    check_transfers(decision.transfers)
+    key = f"{after.tenant}/{after.client_id}"
+    available_account = accounts.available(after.tenant, after.client_id)
+    held_account = accounts.held(after.tenant, after.client_id)
+    wallet_accounts = (available_account, held_account)
+    available_minor, held_minor = before
+    for t in decision.transfers:
+        if t.source not in wallet_accounts and t.target not in wallet_accounts:
+            _fail(f"transfer does not touch this wallet: {t!r}", key)
+        if t.currency != after.currency:
+            _fail(f"transfer in {t.currency}, wallet in {after.currency}", key)
+        if t.source == available_account:
+            available_minor -= t.amount_minor
+        elif t.source == held_account:
+            held_minor -= t.amount_minor
+        if t.target == available_account:
+            available_minor += t.amount_minor
+        elif t.target == held_account:
+            held_minor += t.amount_minor
+    if (available_minor, held_minor) != (after.available_minor, after.held_minor):
+        _fail(
+            f"transfers give (available, held) = ({available_minor}, {held_minor}), "
+            f"wallet has ({after.available_minor}, {after.held_minor})",
+            key,
+        )
+    if (decision.status == Status.APPLIED) != (decision.code == Code.OK):
+        _fail(f"status {decision.status} with code {decision.code}", key)
+    if decision.status == Status.REJECTED:
+        if decision.transfers and decision.code != Code.HOLD_EXPIRED:
+            _fail(f"rejection {decision.code} moved money", key)
+        if decision.applied:
+            _fail(f"rejection {decision.code} has applied-log lines", key)
+    for line in decision.applied:
+        if not _is_int(line.amount_minor) or line.amount_minor <= 0:
+            _fail(f"applied line amount must be a positive int: {line!r}", key)
+        if line.currency != after.currency:
+            _fail(f"applied line in {line.currency}, wallet in {after.currency}", key)
+    if before_version is not None:
+        expected = before_version + (1 if decision.transfers else 0)
+        if after.version != expected:
+            _fail(f"version {after.version}, expected {expected}", key)
