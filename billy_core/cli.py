@@ -18,10 +18,12 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 from pydantic import ValidationError
 
 ROLES = ("ledger", "relay", "sweeper", "api")
+_STARTUP_WAIT_S = 120
 
 
 def _settings():
@@ -37,13 +39,27 @@ def _settings():
 
 
 def _prepare(settings) -> None:
+    import sqlalchemy.exc
+    from confluent_kafka import KafkaException
+
     from billy_core.codec import configure
     from billy_core.kafka.admin import ensure_topics
     from billy_core.store import migrate
 
     configure(settings.schema_registry_url)
-    migrate.upgrade(settings.sqlalchemy_url)
-    ensure_topics(settings)
+    # A role may start while PostgreSQL or the broker is still coming up: wait for them,
+    # within a bound, rather than exit at once.
+    deadline = time.monotonic() + _STARTUP_WAIT_S
+    while True:
+        try:
+            migrate.upgrade(settings.sqlalchemy_url)
+            ensure_topics(settings)
+            return
+        except (sqlalchemy.exc.OperationalError, KafkaException) as exc:
+            if time.monotonic() > deadline:
+                raise
+            logging.getLogger("billy").warning("waiting for PostgreSQL and Kafka: %s", exc)
+            time.sleep(2)
 
 
 def _run_roles(settings, roles: list[str]) -> int:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import psycopg
 
 from billy_core.codec import (
-    AppliedServiceRecord,
-    WalletSnapshotRecord,
+    AppliedService,
+    ServiceKind,
+    WalletSnapshot,
     decode_result,
     encode_applied_service,
     encode_result,
@@ -173,20 +174,22 @@ class _Batch:
         w.processed.append((d.tenant, command.command_id, command.client_id, digest, applied,
                             result_bytes, r.topic, r.partition, r.offset))
         self._publish_result(d, result_bytes)
+        # Transfers are written whatever the status: a REJECTED hold_expired still returns
+        # the expired hold's money from held to available.
+        for t in decision.transfers:
+            w.transfers.append((d.tenant, command.client_id, command.command_id, t.source, t.target,
+                                t.amount_minor, t.currency, r.timestamp_ms))
         if not applied:
             return
         if isinstance(command.body, RegisterClient):
             w.clients.append((d.tenant, command.client_id, command.body.name, command.body.email))
-        for t in decision.transfers:
-            w.transfers.append((d.tenant, command.client_id, command.command_id, t.source, t.target,
-                                t.amount_minor, t.currency, r.timestamp_ms))
         for line in decision.applied:
             w.applied.append((d.tenant, command.client_id, command.command_id, line.kind,
                               line.product_id, line.amount_minor, line.currency, line.refund_of,
                               r.timestamp_ms))
-            record = AppliedServiceRecord(
+            record = AppliedService(
                 tenant=d.tenant, client_id=command.client_id, command_id=command.command_id,
-                kind=line.kind, product_id=line.product_id, amount_minor=line.amount_minor,
+                kind=ServiceKind(line.kind), product_id=line.product_id, amount_minor=line.amount_minor,
                 currency=line.currency, applied_at_ms=r.timestamp_ms, refund_of=line.refund_of,
             )
             self._out(self.topics.applied_services, f"{d.tenant}/{command.client_id}",
@@ -220,7 +223,7 @@ class _Batch:
                 w.holds.append((*key, state.holds[hold_id]))
             for command_id in sorted(state.dirty_charges):
                 w.charges.append((*key, state.charges[command_id]))
-            record = WalletSnapshotRecord(
+            record = WalletSnapshot(
                 tenant=key[0], client_id=key[1], currency=wallet.currency,
                 available_minor=wallet.available_minor, held_minor=wallet.held_minor,
                 wallet_version=wallet.version, updated_at_ms=self.now_ms,

@@ -47,6 +47,9 @@ def classify(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Dec
     topic_tenant = topics.tenant_of(record.topic)
     if topic_tenant is None:
         return Poison(record, f"topic: {record.topic!r} is not a billy commands topic")
+    if record.timestamp_ms < 0:
+        # Hold expiry is decided by the record's timestamp; without one it cannot be.
+        return Poison(record, "timestamp: the record has none")
     if record.value is None:
         return Poison(record, "value: empty (a tombstone is not a command)")
     try:
