@@ -161,3 +161,19 @@ def billy(settings, topics):
     yield roles
     roles.close()
     assert not roles.errors, roles.errors
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault run's figures (written by tests/fault) at the end of the session."""
+    import json
+
+    report = REPO / ".state" / "fault-reports"
+    for path in sorted(report.glob("*-latest.json")) if report.exists() else []:
+        if path.stat().st_mtime < terminalreporter._sessionstarttime:
+            continue
+        summary = json.loads(path.read_text())
+        terminalreporter.section(f"fault profile {summary['profile']}")
+        for key in ("records sent", "poison sent", "fault counts", "process starts",
+                    "unplanned exits", "offset conflicts logged by ledger-a",
+                    "quiet after last fault (s)", "counts", "violations"):
+            terminalreporter.write_line(f"{key}: {summary.get(key)}")
