@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv up
-	$(BILLY) demo
+	$(BILLY) --log-level WARNING demo
 
 run: venv up
 	$(BILLY) run
