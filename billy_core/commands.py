@@ -8,7 +8,6 @@ naming the field and the reason. Times are integer milliseconds since the epoch 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from billy_core.money import MoneyError, check_amount, check_currency
 
@@ -118,20 +117,20 @@ class ExpireHold:
     hold_id: str
 
 
-Body = Union[
-    RegisterClient,
-    UpsertPayer,
-    UpsertContract,
-    RequestInvoice,
-    TransferCredit,
-    Charge,
-    Hold,
-    ConfirmHold,
-    ReleaseHold,
-    Refund,
-    Adjust,
-    ExpireHold,
-]
+Body = (
+    RegisterClient
+    | UpsertPayer
+    | UpsertContract
+    | RequestInvoice
+    | TransferCredit
+    | Charge
+    | Hold
+    | ConfirmHold
+    | ReleaseHold
+    | Refund
+    | Adjust
+    | ExpireHold
+)
 
 BALANCE_BODIES = (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit)
 """Bodies that need Balance; the ledger answers them once the Balance gateway exists."""

@@ -26,16 +26,23 @@ def run_demo(settings: Settings, tenant: str) -> int:
 
     prefix = f"demo{uuid.uuid4().hex[:6]}"
     token = uuid.uuid4().hex
-    settings = settings.model_copy(update={
-        "topic_prefix": prefix, "ledger_group": f"{prefix}-ledger",
-        "topic_partitions_max": 3, "tenants": tuple(dict.fromkeys((tenant, *settings.tenants))),
-        "api_tokens": {token: tenant}, "api_port": settings.api_port,
-    })
+    settings = settings.model_copy(
+        update={
+            "topic_prefix": prefix,
+            "ledger_group": f"{prefix}-ledger",
+            "topic_partitions_max": 3,
+            "tenants": tuple(dict.fromkeys((tenant, *settings.tenants))),
+            "api_tokens": {token: tenant},
+            "api_port": settings.api_port,
+        }
+    )
     print(f"billy demo: topics {prefix}.*, tenant {tenant}\n")
     _prepare(settings)
     stop = threading.Event()
-    threads = [threading.Thread(target=_role(settings, role), args=(stop,), daemon=True)
-               for role in ("ledger", "relay", "sweeper", "api")]
+    threads = [
+        threading.Thread(target=_role(settings, role), args=(stop,), daemon=True)
+        for role in ("ledger", "relay", "sweeper", "api")
+    ]
     for thread in threads:
         thread.start()
     boot = settings.kafka_bootstrap
@@ -54,46 +61,78 @@ def run_demo(settings: Settings, tenant: str) -> int:
     try:
         print("Register two dealers and fund them (billing team's Adjust on the admin topic):")
         for client, name in (("dealer-1", "Auto Center"), ("dealer-2", "Moto Mall")):
-            show(f"register {client}", billy.register_client(client, name, f"{client}@example.ru",
-                                                            wait=True))
-        show("adjust dealer-1 +5000.00", admin.adjust(tenant, "dealer-1", 500_000, "RUB",
-             "demo top-up", wait=True), admin_results)
-        show("adjust dealer-2 +300.00", admin.adjust(tenant, "dealer-2", 30_000, "RUB",
-             "demo top-up", wait=True), admin_results)
+            show(
+                f"register {client}",
+                billy.register_client(client, name, f"{client}@example.ru", wait=True),
+            )
+        show(
+            "adjust dealer-1 +5000.00",
+            admin.adjust(tenant, "dealer-1", 500_000, "RUB", "demo top-up", wait=True),
+            admin_results,
+        )
+        show(
+            "adjust dealer-2 +300.00",
+            admin.adjust(tenant, "dealer-2", 30_000, "RUB", "demo top-up", wait=True),
+            admin_results,
+        )
 
         print("\nCharge, hold, confirm part, refund:")
         charge = billy.charge("dealer-1", "listing-top", 99_000, "RUB", wait=True)
         show("dealer-1 charge 990.00 for listing-top", charge)
         expires = datetime.now(UTC) + timedelta(hours=1)
-        show("dealer-1 hold 1500.00 for a call package",
-             billy.hold("dealer-1", "calls-nov", "calls", 150_000, "RUB", expires, wait=True))
-        show("dealer-1 confirm 1200.00 of the hold",
-             billy.confirm_hold("dealer-1", "calls-nov", amount_minor=120_000, wait=True))
-        show("dealer-1 confirm the same hold again",
-             billy.confirm_hold("dealer-1", "calls-nov", wait=True))
-        show("dealer-1 refund 490.00 of the charge",
-             billy.refund("dealer-1", charge, amount_minor=49_000, wait=True))
+        show(
+            "dealer-1 hold 1500.00 for a call package",
+            billy.hold("dealer-1", "calls-nov", "calls", 150_000, "RUB", expires, wait=True),
+        )
+        show(
+            "dealer-1 confirm 1200.00 of the hold",
+            billy.confirm_hold("dealer-1", "calls-nov", amount_minor=120_000, wait=True),
+        )
+        show(
+            "dealer-1 confirm the same hold again",
+            billy.confirm_hold("dealer-1", "calls-nov", wait=True),
+        )
+        show(
+            "dealer-1 refund 490.00 of the charge",
+            billy.refund("dealer-1", charge, amount_minor=49_000, wait=True),
+        )
 
         print("\nRejections and resends:")
-        show("dealer-2 charge 1000.00 (has 300.00)",
-             billy.charge("dealer-2", "listing-top", 100_000, "RUB", wait=True))
+        show(
+            "dealer-2 charge 1000.00 (has 300.00)",
+            billy.charge("dealer-2", "listing-top", 100_000, "RUB", wait=True),
+        )
         fixed = f"demo-{uuid.uuid4().hex[:8]}"
-        show("dealer-2 charge 100.00", billy.charge("dealer-2", "boost", 10_000, "RUB",
-                                                     command_id=fixed, wait=True))
-        show("the same command resent", billy.charge("dealer-2", "boost", 10_000, "RUB",
-                                                      command_id=fixed, wait=True))
-        show("same id, another amount", billy.charge("dealer-2", "boost", 20_000, "RUB",
-                                                      command_id=fixed, wait=True))
+        show(
+            "dealer-2 charge 100.00",
+            billy.charge("dealer-2", "boost", 10_000, "RUB", command_id=fixed, wait=True),
+        )
+        show(
+            "the same command resent",
+            billy.charge("dealer-2", "boost", 10_000, "RUB", command_id=fixed, wait=True),
+        )
+        show(
+            "same id, another amount",
+            billy.charge("dealer-2", "boost", 20_000, "RUB", command_id=fixed, wait=True),
+        )
         short = datetime.now(UTC) + timedelta(seconds=2)
-        show("dealer-2 hold 50.00 that expires in 2 s",
-             billy.hold("dealer-2", "short", "boost", 5_000, "RUB", short, wait=True))
+        show(
+            "dealer-2 hold 50.00 that expires in 2 s",
+            billy.hold("dealer-2", "short", "boost", 5_000, "RUB", short, wait=True),
+        )
         print("  ... waiting for billy to expire it")
         deadline = time.monotonic() + _TIMEOUT_S
         while time.monotonic() < deadline:
             r = results.poll(1.0)
             if r is not None and r.command_id.startswith("billy-expire:"):
-                print(f"  {'hold expired by billy':<46} {r.status:<8} {r.code:<20} available "
-                      f"{Money(r.available_minor, r.currency)}  held {Money(r.held_minor, r.currency)}")
+                available, held = (
+                    Money(r.available_minor, r.currency),
+                    Money(r.held_minor, r.currency),
+                )
+                print(
+                    f"  {'hold expired by billy':<46} {r.status:<8} {r.code:<20}"
+                    f" available {available}  held {held}"
+                )
                 break
 
         print("\nFinal balances from the HTTP read API:")
@@ -103,15 +142,21 @@ def run_demo(settings: Settings, tenant: str) -> int:
         headers = {"Authorization": f"Bearer {token}"}
         for client in ("dealer-1", "dealer-2"):
             w = httpx.get(f"{base}/{client}/wallet", headers=headers, timeout=10).json()
-            print(f"  {client}: available {Money(w['available_minor'], w['currency'])}, held "
-                  f"{Money(w['held_minor'], w['currency'])}, version {w['version']}")
+            print(
+                f"  {client}: available {Money(w['available_minor'], w['currency'])}, held "
+                f"{Money(w['held_minor'], w['currency'])}, version {w['version']}"
+            )
         log = httpx.get(f"{base}/dealer-1/applied-services", headers=headers, timeout=10).json()
         print("  dealer-1 applied services:")
         for item in log["items"]:
-            print(f"    {item['kind']:<7} {item['product_id']:<12} "
-                  f"{Money(item['amount_minor'], item['currency'])}")
-        print(f"\nOpenAPI: http://{settings.api_host}:{settings.api_port}/docs (while billy runs:"
-              " `make run`)")
+            print(
+                f"    {item['kind']:<7} {item['product_id']:<12} "
+                f"{Money(item['amount_minor'], item['currency'])}"
+            )
+        print(
+            f"\nOpenAPI: http://{settings.api_host}:{settings.api_port}/docs (while billy runs:"
+            " `make run`)"
+        )
         return 0
     finally:
         billy.close()

@@ -7,11 +7,11 @@ client id, command id, name or email.
 | --- | --- | --- | --- |
 | billy_commands_total | counter | tenant, kind, code | fresh commands applied or rejected |
 | billy_duplicates_total | counter | tenant | resends answered with the stored result |
-| billy_dlq_records_total | counter | source | poison records sent to the DLQ (source: commands/admin) |
+| billy_dlq_records_total | counter | source | poison records to the DLQ (commands or admin) |
 | billy_batch_records | histogram | | records per partition transaction |
 | billy_apply_seconds | histogram | | one partition transaction, lock to commit |
 | billy_end_to_end_seconds | histogram | | record timestamp to ledger commit |
-| billy_offset_conflicts_total | counter | | batches refused by the offset compare-and-set (zombie or moved) |
+| billy_offset_conflicts_total | counter | | batches refused by the offset CAS (zombie) |
 | billy_db_retries_total | counter | role | transient PostgreSQL failures retried |
 | billy_consumer_lag | gauge | topic | records behind the high watermark, summed over partitions |
 | billy_outbox_backlog | gauge | | rows waiting in the outbox (relay's view) |
@@ -30,7 +30,8 @@ commands = Counter("billy_commands_total", "Fresh commands by outcome", ["tenant
 duplicates = Counter("billy_duplicates_total", "Resends answered from the store", ["tenant"])
 dlq_records = Counter("billy_dlq_records_total", "Poison records sent to the DLQ", ["source"])
 batch_records = Histogram(
-    "billy_batch_records", "Records per partition transaction",
+    "billy_batch_records",
+    "Records per partition transaction",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 apply_seconds = Histogram(

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         "postgresql://billy@127.0.0.1:55432/billy", description="PostgreSQL URL (libpq form)"
     )
     schema_registry_url: str | None = Field(
-        None, description="When set, Confluent framing through the registry replaces single-object encoding"
+        None,
+        description="When set: Confluent framing via the registry, not single-object encoding",
     )
 
     # --- topics --------------------------------------------------------------------------
@@ -40,7 +41,9 @@ class Settings(BaseSettings):
     tenants: Annotated[tuple[str, ...], NoDecode] = Field(
         ("autoru", "realty", "cmexpert"), description="Known tenants"
     )
-    topic_replication: int = Field(1, ge=1, le=7, description="Replicas per topic (3 in production)")
+    topic_replication: int = Field(
+        1, ge=1, le=7, description="Replicas per topic (3 in production)"
+    )
     topic_partitions_max: int | None = Field(
         None, ge=1, le=1024, description="Caps every topic's partitions (small test or demo stacks)"
     )
@@ -48,11 +51,15 @@ class Settings(BaseSettings):
     # --- ledger consumer ---------------------------------------------------------------
     ledger_group: str = "billy-ledger"
     batch_size_max: int = Field(2000, ge=1, le=100_000, description="Records per poll batch")
-    batch_wait_ms: int = Field(20, ge=0, le=5000, description="How long a poll waits to fill a batch")
+    batch_wait_ms: int = Field(
+        20, ge=0, le=5000, description="How long a poll waits to fill a batch"
+    )
     dlq_ratio_max: float = Field(
         0.5, gt=0, le=1, description="Share of poison records in a window that stops the consumer"
     )
-    dlq_window_min: int = Field(200, ge=1, description="Records seen before the poison ratio is judged")
+    dlq_window_min: int = Field(
+        200, ge=1, description="Records seen before the poison ratio is judged"
+    )
     retry_backoff_max_s: float = Field(10.0, gt=0)
 
     # --- relay ---------------------------------------------------------------------------
@@ -94,7 +101,7 @@ class Settings(BaseSettings):
         url = self.database_url
         for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
+                return "postgresql+psycopg://" + url[len(prefix) :]
         raise ValueError(f"database_url: must start with postgresql://, got {url.split(':')[0]!r}")
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -23,8 +24,7 @@ from billy_core.settings import Settings
 from billy_core.store import migrate
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_KAFKA = "127.0.0.1:19092"
-DEFAULT_PG = "postgresql://billy@127.0.0.1:55432/billy"
+_SESSION_START = time.time()
 
 
 def _port_open(hostport: str) -> bool:
@@ -48,16 +48,28 @@ def docker_engine_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
-    """Kafka bootstrap and the admin PostgreSQL URL, started by the project's script if needed."""
-    kafka = os.environ.get("BILLY_KAFKA_BOOTSTRAP", DEFAULT_KAFKA)
-    pg = os.environ.get("BILLY_DATABASE_URL", DEFAULT_PG)
+    """Kafka bootstrap and the admin PostgreSQL URL.
+
+    BILLY_KAFKA_BOOTSTRAP and BILLY_DATABASE_URL, when both are set, name running servers.
+    Otherwise `deploy/stack.sh up` starts what is missing (and reuses what runs), and its
+    `.state/stack.env` says where they are.
+    """
+    kafka = os.environ.get("BILLY_KAFKA_BOOTSTRAP")
+    pg = os.environ.get("BILLY_DATABASE_URL")
     if os.environ.get("BILLY_TESTCONTAINERS") == "1" and docker_engine_answers():
         from testcontainers.postgres import PostgresContainer
 
         container = PostgresContainer("postgres:15", driver=None).start()
         pg = container.get_connection_url()
-    if not (_port_open(kafka) and _pg_answers(pg)):
-        subprocess.run([str(REPO / "deploy" / "stack.sh"), "up"], check=True, cwd=REPO)
+    if not (kafka and pg and _port_open(kafka) and _pg_answers(pg)):
+        subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "up"], check=True, cwd=REPO)
+        written = dict(
+            line.split("=", 1)
+            for line in (REPO / ".state" / "stack.env").read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        )
+        kafka = kafka or written["BILLY_KAFKA_BOOTSTRAP"]
+        pg = pg or written["BILLY_DATABASE_URL"].strip("'")
     return {"kafka": kafka, "pg": pg}
 
 
@@ -169,11 +181,19 @@ def pytest_terminal_summary(terminalreporter):
 
     report = REPO / ".state" / "fault-reports"
     for path in sorted(report.glob("*-latest.json")) if report.exists() else []:
-        if path.stat().st_mtime < terminalreporter._sessionstarttime:
+        if path.stat().st_mtime < _SESSION_START:  # only this session's runs
             continue
         summary = json.loads(path.read_text())
         terminalreporter.section(f"fault profile {summary['profile']}")
-        for key in ("records sent", "poison sent", "fault counts", "process starts",
-                    "unplanned exits", "offset conflicts logged by ledger-a",
-                    "quiet after last fault (s)", "counts", "violations"):
+        for key in (
+            "records sent",
+            "poison sent",
+            "fault counts",
+            "process starts",
+            "unplanned exits",
+            "offset conflicts logged by ledger-a",
+            "quiet after last fault (s)",
+            "counts",
+            "violations",
+        ):
             terminalreporter.write_line(f"{key}: {summary.get(key)}")

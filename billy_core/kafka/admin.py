@@ -36,7 +36,7 @@ def topic_specs(settings: Settings, topics_dir: Path = TOPICS_DIR) -> list[Topic
         name = desc["name"]
         if not name.startswith(DEFAULT_PREFIX + "."):
             raise ValueError(f"{path.name}: name must start with '{DEFAULT_PREFIX}.', got {name!r}")
-        name = settings.topic_prefix + name[len(DEFAULT_PREFIX):]
+        name = settings.topic_prefix + name[len(DEFAULT_PREFIX) :]
         partitions = int(desc["partitions"])
         if settings.topic_partitions_max:
             partitions = min(partitions, settings.topic_partitions_max)
@@ -58,10 +58,17 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     lines = [f"exists  {s.name}" for s in specs if s.name in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.topic_replication,
-                      config=s.config)
-             for s in missing],
-            operation_timeout=timeout_s, request_timeout=timeout_s,
+            [
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=settings.topic_replication,
+                    config=s.config,
+                )
+                for s in missing
+            ],
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
         )
         for spec in missing:
             try:

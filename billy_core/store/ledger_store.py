@@ -79,8 +79,15 @@ def advance_position(
         "UPDATE consumer_offsets SET next_offset = %s, outbox_seq = %s, updated_at = now()"
         " WHERE consumer_group = %s AND topic = %s AND partition = %s"
         " AND next_offset = %s AND outbox_seq = %s",
-        (after.next_offset, after.outbox_seq, group, topic, partition,
-         before.next_offset, before.outbox_seq),
+        (
+            after.next_offset,
+            after.outbox_seq,
+            group,
+            topic,
+            partition,
+            before.next_offset,
+            before.outbox_seq,
+        ),
     )
     if cur.rowcount != 1:
         raise OffsetConflict(f"{topic}/{partition}: stored offset moved during the batch")
@@ -125,8 +132,13 @@ def load_states(
     )
     for tenant, client_id, currency, available, held, version, overdraft in cur:
         states[(tenant, client_id)].wallet = Wallet(
-            tenant=tenant, client_id=client_id, currency=currency, available_minor=available,
-            held_minor=held, version=version, overdraft_limit_minor=overdraft,
+            tenant=tenant,
+            client_id=client_id,
+            currency=currency,
+            available_minor=available,
+            held_minor=held,
+            version=version,
+            overdraft_limit_minor=overdraft,
         )
     t, c, h = _columns(holds, 3)
     if h:
@@ -184,8 +196,18 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             " ON CONFLICT (tenant, client_id, hold_id) DO UPDATE SET status = EXCLUDED.status,"
             " confirmed_minor = EXCLUDED.confirmed_minor, settled_by = EXCLUDED.settled_by",
             [
-                (t, c, h.hold_id, h.product_id, h.amount_minor, h.currency, h.expires_at_ms,
-                 h.status, h.confirmed_minor, h.settled_by)
+                (
+                    t,
+                    c,
+                    h.hold_id,
+                    h.product_id,
+                    h.amount_minor,
+                    h.currency,
+                    h.expires_at_ms,
+                    h.status,
+                    h.confirmed_minor,
+                    h.settled_by,
+                )
                 for t, c, h in w.holds
             ],
         )
@@ -240,8 +262,15 @@ def _upsert_wallets(cur: psycopg.Cursor, wallets: list[Wallet]) -> None:
         " version = EXCLUDED.version, updated_at = now()"
         " WHERE wallets.version < EXCLUDED.version",
         [
-            (x.tenant, x.client_id, x.currency, x.available_minor, x.held_minor,
-             x.overdraft_limit_minor, x.version)
+            (
+                x.tenant,
+                x.client_id,
+                x.currency,
+                x.available_minor,
+                x.held_minor,
+                x.overdraft_limit_minor,
+                x.version,
+            )
             for x in wallets
         ],
     )

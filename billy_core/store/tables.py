@@ -120,7 +120,9 @@ holds = Table(
         "confirmed_minor >= 0 AND confirmed_minor <= amount_minor", name="confirmed_within_hold"
     ),
     CheckConstraint("(status = 'open') = (settled_by IS NULL)", name="settled_once"),
-    CheckConstraint("status = 'confirmed' OR confirmed_minor = 0", name="confirmed_only_if_confirmed"),
+    CheckConstraint(
+        "status = 'confirmed' OR confirmed_minor = 0", name="confirmed_only_if_confirmed"
+    ),
 )
 # The sweeper looks for open holds past their time; the index holds only open ones.
 Index("holds_open_by_expiry", holds.c.expires_at_ms, postgresql_where=text("status = 'open'"))

@@ -68,8 +68,9 @@ class LedgerConsumer:
         while True:
             try:
                 for tp in partitions:
-                    pos = store.claim_position(self._db(), self.settings.ledger_group, tp.topic,
-                                               tp.partition)
+                    pos = store.claim_position(
+                        self._db(), self.settings.ledger_group, tp.topic, tp.partition
+                    )
                     tp.offset = pos.next_offset
                     self.positions[(tp.topic, tp.partition)] = pos.next_offset
                     self._assigned.add((tp.topic, tp.partition))
@@ -104,8 +105,10 @@ class LedgerConsumer:
         consumer = Consumer(kafka_config.ledger_consumer(self.settings))
         self._consumer = consumer
         consumer.subscribe(
-            [self.topics.commands_pattern], on_assign=self._on_assign,
-            on_revoke=self._on_revoke, on_lost=self._on_revoke,
+            [self.topics.commands_pattern],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         try:
             while not stop.is_set():
@@ -159,8 +162,11 @@ class LedgerConsumer:
         except psycopg.OperationalError as exc:
             metrics.db_retries.labels("ledger").inc()
             self._backoff_s = min(max(self._backoff_s * 2, 0.1), self.settings.retry_backoff_max_s)
-            log.warning("PostgreSQL trouble (%s); retry in %.1fs from the stored offset", exc,
-                        self._backoff_s)
+            log.warning(
+                "PostgreSQL trouble (%s); retry in %.1fs from the stored offset",
+                exc,
+                self._backoff_s,
+            )
             self._drop_db()
             time.sleep(self._backoff_s)
             self._safe_reseek(topic, partition)
@@ -204,4 +210,5 @@ class LedgerConsumer:
             metrics.duplicates.labels(tenant).inc(applied.duplicates)
         if applied.poison:
             metrics.dlq_records.labels("admin" if tenant == "admin" else "commands").inc(
-                applied.poison)
+                applied.poison
+            )

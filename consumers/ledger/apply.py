@@ -25,14 +25,14 @@ from billy_core.codec import (
     encode_result,
     encode_wallet_snapshot,
 )
-from billy_core.commands import ConfirmHold, ExpireHold, Hold, RegisterClient, Refund, ReleaseHold
+from billy_core.commands import ConfirmHold, ExpireHold, Hold, Refund, RegisterClient, ReleaseHold
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import TopicNames
 from billy_core.ledger.core import Decision, decide
 from billy_core.ledger.state import ClientState
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
-from consumers.ledger.records import Decoded, Poison, Record
+from consumers.ledger.records import Decoded, Poison
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,7 @@ class PartitionApplier:
             before = store.lock_position(cur, self.group, topic, partition, expected_offset)
             batch = _Batch(self.topics, topic, partition, before.outbox_seq)
             fresh = [i for i in items if isinstance(i, Decoded)]
-            processed = store.load_processed(
-                cur, {(d.tenant, d.command.command_id) for d in fresh}
-            )
+            processed = store.load_processed(cur, {(d.tenant, d.command.command_id) for d in fresh})
             states = store.load_states(cur, *_references(fresh))
             for item in items:
                 if isinstance(item, Poison):
@@ -121,13 +119,18 @@ class _Batch:
         self.seq += 1
         if isinstance(key, str):
             key = key.encode()
-        self.writes.outbox.append((self.shard, self.seq, topic, key or b"", value, event_id, headers))
+        self.writes.outbox.append(
+            (self.shard, self.seq, topic, key or b"", value, event_id, headers)
+        )
 
     def dead_letter(self, item: Poison) -> None:
         r = item.record
         self.poison += 1
         self._out(
-            self.topics.dlq, r.key, r.value or b"", f"dlq:{r.topic}:{r.partition}:{r.offset}",
+            self.topics.dlq,
+            r.key,
+            r.value or b"",
+            f"dlq:{r.topic}:{r.partition}:{r.offset}",
             {
                 "billy-dlq-reason": item.reason,
                 "billy-source-topic": r.topic,
@@ -156,8 +159,17 @@ class _Batch:
                 stored = decode_result(prior_result)
                 self._publish_result(d, encode_result(dataclasses.replace(stored, duplicate=True)))
             else:
-                self._publish_result(d, self._result(d, state, _rejected(Code.IDEMPOTENCY_CONFLICT,
-                    "command_id was used before with another payload")))
+                self._publish_result(
+                    d,
+                    self._result(
+                        d,
+                        state,
+                        _rejected(
+                            Code.IDEMPOTENCY_CONFLICT,
+                            "command_id was used before with another payload",
+                        ),
+                    ),
+                )
             return
         if d.invalid is not None:
             decision = _rejected(Code.INVALID, d.invalid)
@@ -171,46 +183,89 @@ class _Batch:
         applied = decision.status is Status.APPLIED
         self.seen[id_key] = (digest, result_bytes)
         w = self.writes
-        w.processed.append((d.tenant, command.command_id, command.client_id, digest, applied,
-                            result_bytes, r.topic, r.partition, r.offset))
+        w.processed.append(
+            (
+                d.tenant,
+                command.command_id,
+                command.client_id,
+                digest,
+                applied,
+                result_bytes,
+                r.topic,
+                r.partition,
+                r.offset,
+            )
+        )
         self._publish_result(d, result_bytes)
         # Transfers are written whatever the status: a REJECTED hold_expired still returns
         # the expired hold's money from held to available.
         for t in decision.transfers:
-            w.transfers.append((d.tenant, command.client_id, command.command_id, t.source, t.target,
-                                t.amount_minor, t.currency, r.timestamp_ms))
+            w.transfers.append(
+                (
+                    d.tenant,
+                    command.client_id,
+                    command.command_id,
+                    t.source,
+                    t.target,
+                    t.amount_minor,
+                    t.currency,
+                    r.timestamp_ms,
+                )
+            )
         if not applied:
             return
         if isinstance(command.body, RegisterClient):
             w.clients.append((d.tenant, command.client_id, command.body.name, command.body.email))
         for line in decision.applied:
-            w.applied.append((d.tenant, command.client_id, command.command_id, line.kind,
-                              line.product_id, line.amount_minor, line.currency, line.refund_of,
-                              r.timestamp_ms))
-            record = AppliedService(
-                tenant=d.tenant, client_id=command.client_id, command_id=command.command_id,
-                kind=ServiceKind(line.kind), product_id=line.product_id, amount_minor=line.amount_minor,
-                currency=line.currency, applied_at_ms=r.timestamp_ms, refund_of=line.refund_of,
+            w.applied.append(
+                (
+                    d.tenant,
+                    command.client_id,
+                    command.command_id,
+                    line.kind,
+                    line.product_id,
+                    line.amount_minor,
+                    line.currency,
+                    line.refund_of,
+                    r.timestamp_ms,
+                )
             )
-            self._out(self.topics.applied_services, f"{d.tenant}/{command.client_id}",
-                      encode_applied_service(record), f"applied:{d.tenant}:{command.command_id}")
+            record = AppliedService(
+                tenant=d.tenant,
+                client_id=command.client_id,
+                command_id=command.command_id,
+                kind=ServiceKind(line.kind),
+                product_id=line.product_id,
+                amount_minor=line.amount_minor,
+                currency=line.currency,
+                applied_at_ms=r.timestamp_ms,
+                refund_of=line.refund_of,
+            )
+            self._out(
+                self.topics.applied_services,
+                f"{d.tenant}/{command.client_id}",
+                encode_applied_service(record),
+                f"applied:{d.tenant}:{command.command_id}",
+            )
 
     def _result(self, d: Decoded, state: ClientState, decision: Decision) -> bytes:
         wallet = state.wallet
-        return encode_result(Result(
-            command_id=d.command.command_id,
-            client_id=d.command.client_id,
-            status=decision.status,
-            code=decision.code,
-            message=decision.message,
-            currency=wallet.currency if wallet else None,
-            available_minor=wallet.available_minor if wallet else 0,
-            held_minor=wallet.held_minor if wallet else 0,
-            wallet_version=wallet.version if wallet else 0,
-            duplicate=False,
-            processed_at_ms=self.now_ms,
-            details=dict(decision.details),
-        ))
+        return encode_result(
+            Result(
+                command_id=d.command.command_id,
+                client_id=d.command.client_id,
+                status=decision.status,
+                code=decision.code,
+                message=decision.message,
+                currency=wallet.currency if wallet else None,
+                available_minor=wallet.available_minor if wallet else 0,
+                held_minor=wallet.held_minor if wallet else 0,
+                wallet_version=wallet.version if wallet else 0,
+                duplicate=False,
+                processed_at_ms=self.now_ms,
+                details=dict(decision.details),
+            )
+        )
 
     def snapshots(self, states: dict[tuple[str, str], ClientState]) -> None:
         """One snapshot per changed wallet per batch: the compacted topic keeps the last."""
@@ -224,12 +279,20 @@ class _Batch:
             for command_id in sorted(state.dirty_charges):
                 w.charges.append((*key, state.charges[command_id]))
             record = WalletSnapshot(
-                tenant=key[0], client_id=key[1], currency=wallet.currency,
-                available_minor=wallet.available_minor, held_minor=wallet.held_minor,
-                wallet_version=wallet.version, updated_at_ms=self.now_ms,
+                tenant=key[0],
+                client_id=key[1],
+                currency=wallet.currency,
+                available_minor=wallet.available_minor,
+                held_minor=wallet.held_minor,
+                wallet_version=wallet.version,
+                updated_at_ms=self.now_ms,
             )
-            self._out(self.topics.wallets, f"{key[0]}/{key[1]}", encode_wallet_snapshot(record),
-                      f"wallet:{key[0]}:{key[1]}:{wallet.version}")
+            self._out(
+                self.topics.wallets,
+                f"{key[0]}/{key[1]}",
+                encode_wallet_snapshot(record),
+                f"wallet:{key[0]}:{key[1]}:{wallet.version}",
+            )
 
 
 def _rejected(code: Code, message: str) -> Decision:

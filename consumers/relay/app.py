@@ -55,8 +55,9 @@ class Relay:
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.settings.database_url, autocommit=True,
-                                         connect_timeout=5)
+            self._conn = psycopg.connect(
+                self.settings.database_url, autocommit=True, connect_timeout=5
+            )
         return self._conn
 
     def run(self, stop: threading.Event) -> None:
@@ -106,8 +107,13 @@ class Relay:
                 touched[shard] = seq
                 metrics.relay_published.labels(_kind(self.topics, topic)).inc()
             for shard, seq in touched.items():
-                _produce(producer, self.topics.relay_positions, shard.encode(),
-                         relay_positions.encode(seq), None)
+                _produce(
+                    producer,
+                    self.topics.relay_positions,
+                    shard.encode(),
+                    relay_positions.encode(seq),
+                    None,
+                )
             producer.commit_transaction(60)
         except KafkaException as exc:
             error = exc.args[0]

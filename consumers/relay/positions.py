@@ -27,10 +27,12 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[st
 
     Raises TransientError when the end is not reached within `timeout_s`.
     """
-    consumer = Consumer({
-        **kafka_config.reader(settings, group_id="billy-relay-positions-reader"),
-        "enable.partition.eof": True,
-    })
+    consumer = Consumer(
+        {
+            **kafka_config.reader(settings, group_id="billy-relay-positions-reader"),
+            "enable.partition.eof": True,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         if metadata.error is not None:

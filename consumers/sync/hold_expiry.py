@@ -51,8 +51,9 @@ class HoldSweeper:
             while not stop.wait(self.settings.hold_sweep_interval_s):
                 try:
                     if conn is None or conn.closed:
-                        conn = psycopg.connect(self.settings.database_url, autocommit=True,
-                                               connect_timeout=5)
+                        conn = psycopg.connect(
+                            self.settings.database_url, autocommit=True, connect_timeout=5
+                        )
                     self.sweep_once(conn, producer)
                 except psycopg.OperationalError as exc:
                     log.warning("hold sweep skipped (%s)", exc)
@@ -80,11 +81,14 @@ class HoldSweeper:
             if (tenant, client_id, hold_id) in self._sent:
                 continue
             command = Command(
-                command_id=expire_command_id(client_id, hold_id), client_id=client_id,
-                issued_at_ms=now_ms, body=ExpireHold(hold_id=hold_id),
+                command_id=expire_command_id(client_id, hold_id),
+                client_id=client_id,
+                issued_at_ms=now_ms,
+                body=ExpireHold(hold_id=hold_id),
             )
-            producer.produce(self.topics.commands(tenant), key=client_id.encode(),
-                             value=encode_command(command))
+            producer.produce(
+                self.topics.commands(tenant), key=client_id.encode(), value=encode_command(command)
+            )
             self._sent[(tenant, client_id, hold_id)] = now
             sent += 1
         if sent:

@@ -15,7 +15,6 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from billy_core.codec import decode_applied_service, decode_result, decode_wallet_snapshot
-from billy_core.commands import Command
 from billy_core.idempotency import payload_hash
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
@@ -42,13 +41,16 @@ class Report:
 
 def read_topics(settings: Settings, topics: list[str], timeout_s: float = 120.0) -> list:
     """Every committed record of `topics`, from the beginning to the end."""
-    consumer = Consumer({**kafka_config.reader(settings, "fault-checker"),
-                         "enable.partition.eof": True})
+    consumer = Consumer(
+        {**kafka_config.reader(settings, "fault-checker"), "enable.partition.eof": True}
+    )
     try:
         parts = []
         metadata = consumer.list_topics(timeout=30).topics
         for topic in topics:
-            parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata[topic].partitions]
+            parts += [
+                TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata[topic].partitions
+            ]
         consumer.assign(parts)
         waiting = {(tp.topic, tp.partition) for tp in parts}
         records = []
@@ -86,27 +88,44 @@ def is_quiet(settings: Settings, topics: TopicNames, tenants) -> tuple[bool, str
     inputs = [topics.commands(t) for t in tenants] + [topics.admin_commands]
     ends = end_offsets(settings, inputs)
     with psycopg.connect(settings.database_url) as conn:
-        stored = dict(((t, p), o) for t, p, o in conn.execute(
-            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s",
-            (settings.ledger_group,)))
+        stored = dict(
+            ((t, p), o)
+            for t, p, o in conn.execute(
+                "SELECT topic, partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = %s",
+                (settings.ledger_group,),
+            )
+        )
         outbox = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    lag = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items()
-              if end > 0 and stored.get(tp, 0) < end)
+    lag = sum(
+        max(0, end - stored.get(tp, 0))
+        for tp, end in ends.items()
+        if end > 0 and stored.get(tp, 0) < end
+    )
     # A partition ending in transaction markers only never reaches `end` by records; the
     # workload producer is not transactional, so here end == the next record's offset.
     return lag == 0 and outbox == 0, f"lag {lag}, outbox {outbox}"
 
 
-def check(settings: Settings, topics: TopicNames, tenants: tuple[str, ...],
-          main_start: dict[tuple[str, int], int]) -> Report:
+def check(
+    settings: Settings,
+    topics: TopicNames,
+    tenants: tuple[str, ...],
+    main_start: dict[tuple[str, int], int],
+) -> Report:
     report = Report()
     inputs = read_topics(settings, [topics.commands(t) for t in tenants] + [topics.admin_commands])
     results = read_topics(settings, [topics.results(t) for t in tenants] + [topics.admin_results])
     applied = read_topics(settings, [topics.applied_services])
     wallets = read_topics(settings, [topics.wallets])
     dlq = read_topics(settings, [topics.dlq])
-    report.counts.update(inputs=len(inputs), results=len(results), applied=len(applied),
-                         wallet_snapshots=len(wallets), dlq=len(dlq))
+    report.counts.update(
+        inputs=len(inputs),
+        results=len(results),
+        applied=len(applied),
+        wallet_snapshots=len(wallets),
+        dlq=len(dlq),
+    )
 
     # --- classify inputs; order each client's commands as the ledger must apply them ------
     per_client: dict[tuple[str, str], list[tuple[tuple, Decoded]]] = defaultdict(list)
@@ -120,8 +139,10 @@ def check(settings: Settings, topics: TopicNames, tenants: tuple[str, ...],
         if item.admin:
             order = (1, m.offset())
         else:
-            order = (0 if m.offset() < main_start.get((m.topic(), m.partition()), 0) else 2,
-                     m.offset())
+            order = (
+                0 if m.offset() < main_start.get((m.topic(), m.partition()), 0) else 2,
+                m.offset(),
+            )
         per_client[(item.tenant, item.command.client_id)].append((order, item))
     report.counts["poison inputs"] = len(poison)
 
@@ -158,23 +179,42 @@ def check(settings: Settings, topics: TopicNames, tenants: tuple[str, ...],
                 fresh_ids += 1
             else:
                 outcome = model.step(tenant, command, r.timestamp_ms)
-                want = (outcome.status, outcome.code, outcome.available_minor,
-                        outcome.held_minor, outcome.version, False)
+                want = (
+                    outcome.status,
+                    outcome.code,
+                    outcome.available_minor,
+                    outcome.held_minor,
+                    outcome.version,
+                    False,
+                )
                 seen[command.command_id] = (digest, want[:5])
                 fresh_ids += 1
                 for kind, product, amount, currency, refund_of in outcome.lines:
                     expected_lines[(tenant, command.command_id)] = (
-                        kind, product, amount, currency, refund_of)
-            have = (actual.status, actual.code, actual.available_minor, actual.held_minor,
-                    actual.wallet_version, actual.duplicate)
+                        kind,
+                        product,
+                        amount,
+                        currency,
+                        refund_of,
+                    )
+            have = (
+                actual.status,
+                actual.code,
+                actual.available_minor,
+                actual.held_minor,
+                actual.wallet_version,
+                actual.duplicate,
+            )
             if tuple(map(str, have)) != tuple(map(str, want)):
-                report.fail("7 reference model agrees",
-                            f"{tenant}/{client} {command.kind} {command.command_id}: "
-                            f"billy {have} model {want}")
+                report.fail(
+                    "7 reference model agrees",
+                    f"{tenant}/{client} {command.kind} {command.command_id}: "
+                    f"billy {have} model {want}",
+                )
             report.counts[f"code {actual.code}"] += 1
             if actual.duplicate:
                 report.counts["duplicates answered"] += 1
-    for event, extra in by_event.items():
+    for event in by_event:
         report.fail("4 one result per record", f"{event}: result for no input record")
     report.counts["fresh commands"] = fresh_ids
 
@@ -208,29 +248,46 @@ def check(settings: Settings, topics: TopicNames, tenants: tuple[str, ...],
     # --- 1, 2, 3 and 6 against the database -------------------------------------------------
     with psycopg.connect(settings.database_url) as conn:
         _check_database(conn, report, fresh_ids)
-        db_wallets = {(t, c): (a, h, v) for t, c, a, h, v in conn.execute(
-            "SELECT tenant, client_id, available_minor, held_minor, version FROM wallets")}
+        db_wallets = {
+            (t, c): (a, h, v)
+            for t, c, a, h, v in conn.execute(
+                "SELECT tenant, client_id, available_minor, held_minor, version FROM wallets"
+            )
+        }
     latest = {}
     for m in wallets:
         snap = decode_wallet_snapshot(m.value())
         if snap.wallet_version >= latest.get((snap.tenant, snap.client_id), (0, 0, 0))[2]:
-            latest[(snap.tenant, snap.client_id)] = (snap.available_minor, snap.held_minor,
-                                                     snap.wallet_version)
+            latest[(snap.tenant, snap.client_id)] = (
+                snap.available_minor,
+                snap.held_minor,
+                snap.wallet_version,
+            )
     for key, row in db_wallets.items():
         if latest.get(key) != row:
-            report.fail("6 wallet topic equals database", f"{key}: topic {latest.get(key)} db {row}")
+            report.fail(
+                "6 wallet topic equals database", f"{key}: topic {latest.get(key)} db {row}"
+            )
 
     # --- 9: every poison record in the DLQ, once, with its origin ---------------------------
     origins = Counter()
     for m in dlq:
         h = {k: v.decode() for k, v in m.headers()}
-        origins[(h["billy-source-topic"], int(h["billy-source-partition"]),
-                 int(h["billy-source-offset"]))] += 1
+        origins[
+            (
+                h["billy-source-topic"],
+                int(h["billy-source-partition"]),
+                int(h["billy-source-offset"]),
+            )
+        ] += 1
         if not h.get("billy-dlq-reason"):
             report.fail("9 poison in DLQ", f"DLQ record without a reason: {h}")
     if set(origins) != poison or any(n != 1 for n in origins.values()):
-        report.fail("9 poison in DLQ", f"{len(poison)} poison inputs, DLQ origins {len(origins)},"
-                    f" repeated {sum(n > 1 for n in origins.values())}")
+        report.fail(
+            "9 poison in DLQ",
+            f"{len(poison)} poison inputs, DLQ origins {len(origins)},"
+            f" repeated {sum(n > 1 for n in origins.values())}",
+        )
     return report
 
 
@@ -242,7 +299,7 @@ def _check_database(conn: psycopg.Connection, report: Report, fresh_ids: int) ->
             UNION ALL SELECT source, -amount_minor FROM transfers)
         SELECT w.tenant, w.client_id, w.available_minor, w.held_minor,
                coalesce((SELECT sum(delta) FROM moves
-                         WHERE account = 'w:' || w.tenant || '/' || w.client_id || ':available'), 0),
+                  WHERE account = 'w:' || w.tenant || '/' || w.client_id || ':available'), 0),
                coalesce((SELECT sum(delta) FROM moves
                          WHERE account = 'w:' || w.tenant || '/' || w.client_id || ':held'), 0),
                coalesce((SELECT sum(amount_minor) FROM holds h WHERE h.tenant = w.tenant
@@ -250,8 +307,11 @@ def _check_database(conn: psycopg.Connection, report: Report, fresh_ids: int) ->
         FROM wallets w""").fetchall()
     for tenant, client, available, held, sum_available, sum_held, open_holds in rows:
         if (available, held) != (sum_available, sum_held):
-            report.fail("1 double entry", f"{tenant}/{client}: cached {(available, held)}"
-                        f" entries {(sum_available, sum_held)}")
+            report.fail(
+                "1 double entry",
+                f"{tenant}/{client}: cached {(available, held)}"
+                f" entries {(sum_available, sum_held)}",
+            )
         if held != open_holds:
             report.fail("3 holds", f"{tenant}/{client}: held {held} open holds {open_holds}")
     report.counts["wallets"] = len(rows)

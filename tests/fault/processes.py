@@ -48,7 +48,11 @@ class Supervisor:
     def _spawn(self, role: Role) -> None:
         log = open(role.log_path, "ab")
         role.proc = subprocess.Popen(
-            [*BILLY, role.command], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            [*BILLY, role.command],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         role.starts += 1
         role.planned_kill = False
@@ -100,5 +104,9 @@ class Supervisor:
 
 def stack(command: str) -> None:
     """deploy/stack.sh kafka-kill | kafka-up | pg-kill | pg-up ..."""
-    subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), command], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "stack.sh"), command],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )

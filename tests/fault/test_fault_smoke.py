@@ -16,7 +16,6 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -34,14 +33,48 @@ pytestmark = [pytest.mark.fault, pytest.mark.integration]
 
 PROFILES = {
     # commands, faults (in the order they are applied), sending rate per second
-    "smoke": dict(commands=5_000, rate=70, clients_per_tenant=40, faults=[
-        "ledger_kill", "rebalance_join", "relay_kill", "zombie_pause", "ledger_kill",
-        "pg_restart", "ledger_kill", "broker_restart", "ledger_kill", "rebalance_leave"]),
-    "long": dict(commands=100_000, rate=400, clients_per_tenant=500, faults=(
-        ["rebalance_join"] + ["ledger_kill", "relay_kill", "ledger_kill", "pg_restart",
-                              "ledger_kill", "broker_restart", "ledger_kill", "zombie_pause",
-                              "ledger_kill", "ledger_kill", "rebalance_leave", "rebalance_join"] * 5
-        + ["ledger_kill"] * 5 + ["rebalance_leave"])),
+    "smoke": dict(
+        commands=5_000,
+        rate=70,
+        clients_per_tenant=40,
+        faults=[
+            "ledger_kill",
+            "rebalance_join",
+            "relay_kill",
+            "zombie_pause",
+            "ledger_kill",
+            "pg_restart",
+            "ledger_kill",
+            "broker_restart",
+            "ledger_kill",
+            "rebalance_leave",
+        ],
+    ),
+    "long": dict(
+        commands=100_000,
+        rate=400,
+        clients_per_tenant=500,
+        faults=(
+            ["rebalance_join"]
+            + [
+                "ledger_kill",
+                "relay_kill",
+                "ledger_kill",
+                "pg_restart",
+                "ledger_kill",
+                "broker_restart",
+                "ledger_kill",
+                "zombie_pause",
+                "ledger_kill",
+                "ledger_kill",
+                "rebalance_leave",
+                "rebalance_join",
+            ]
+            * 5
+            + ["ledger_kill"] * 5
+            + ["rebalance_leave"]
+        ),
+    ),
 }
 SESSION_TIMEOUT_S = 10  # billy_core.kafka.config.ledger_consumer
 REPORT_DIR = REPO / ".state" / "fault-reports"
@@ -64,8 +97,11 @@ def _end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int],
     consumer = Consumer(kafka_config.reader(settings, "fault-main-start"))
     try:
         md = consumer.list_topics(timeout=30).topics
-        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), 30)[1]
-                for t in topics for p in md[t].partitions}
+        return {
+            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), 30)[1]
+            for t in topics
+            for p in md[t].partitions
+        }
     finally:
         consumer.close()
 
@@ -118,17 +154,23 @@ def test_fault_profile(stack, database_url):
         "BILLY_TOPIC_PARTITIONS_MAX": "6",
         "BILLY_HOLD_SWEEP_INTERVAL_S": "1",
     }
-    settings = Settings(**{k[6:].lower(): v for k, v in env.items() if k != "BILLY_TENANTS"},
-                        tenants=TENANTS)
+    settings = Settings(
+        **{k[6:].lower(): v for k, v in env.items() if k != "BILLY_TENANTS"}, tenants=TENANTS
+    )
     topics = TopicNames(prefix)
     ensure_topics(settings)
     log_dir = REPORT_DIR / prefix
     log_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(env, log_dir)
     faults = Faults(sup)
-    producer = Producer({**kafka_config.plain_producer(settings, "fault-workload"),
-                         # the workload outlives a broker restart; nothing may be dropped
-                         "delivery.timeout.ms": 600_000, "message.timeout.ms": 600_000})
+    producer = Producer(
+        {
+            **kafka_config.plain_producer(settings, "fault-workload"),
+            # the workload outlives a broker restart; nothing may be dropped
+            "delivery.timeout.ms": 600_000,
+            "message.timeout.ms": 600_000,
+        }
+    )
     workload = Workload(seed=20261126, clients_per_tenant=profile["clients_per_tenant"])
     sent = {"records": 0, "poison": 0}
 
@@ -201,8 +243,9 @@ def test_fault_profile(stack, database_url):
         "records sent": sent["records"],
         "poison sent": sent["poison"],
         "faults": faults.done,
-        "fault counts": {f: sum(1 for _, x in faults.done if x == f) for f in
-                         sorted(set(profile["faults"]))},
+        "fault counts": {
+            f: sum(1 for _, x in faults.done if x == f) for f in sorted(set(profile["faults"]))
+        },
         "process starts": {n: r.starts for n, r in sup.roles.items()},
         "unplanned exits": {n: r.unplanned_exits for n, r in sup.roles.items()},
         "offset conflicts logged by ledger-a": zombie_conflicts,

@@ -16,8 +16,8 @@ from billy_core.commands import (
     Command,
     ConfirmHold,
     Hold,
-    RegisterClient,
     Refund,
+    RegisterClient,
     ReleaseHold,
 )
 from billy_core.results import Code, Result, Status
@@ -43,8 +43,9 @@ def now_ms() -> int:
 class Workload:
     def __init__(self, seed: int, clients_per_tenant: int) -> None:
         self.rng = random.Random(seed)
-        self.clients = [(t, f"{t[:2]}-client-{i:03d}") for t in TENANTS
-                        for i in range(clients_per_tenant)]
+        self.clients = [
+            (t, f"{t[:2]}-client-{i:03d}") for t in TENANTS for i in range(clients_per_tenant)
+        ]
         self.sent: list[tuple[str, Command]] = []
         self.holds: dict[tuple[str, str], list[str]] = {c: [] for c in self.clients}
         self.charges: dict[tuple[str, str], list[str]] = {c: [] for c in self.clients}
@@ -57,8 +58,10 @@ class Workload:
         return Send(tenant, False, command.client_id.encode(), encode_command(command))
 
     def registrations(self) -> list[Send]:
-        return [self._send(t, self._cmd(c, RegisterClient(f"Client {c}", f"{c}@example.ru")))
-                for t, c in self.clients]
+        return [
+            self._send(t, self._cmd(c, RegisterClient(f"Client {c}", f"{c}@example.ru")))
+            for t, c in self.clients
+        ]
 
     def fundings(self) -> list[Send]:
         out = []
@@ -90,8 +93,9 @@ class Workload:
             return self._send(tenant, self._cmd(client, body))
         kind = rng.random()
         if kind < 0.35:
-            body = Charge(rng.choice(("listing", "boost", "report")),
-                          rng.randrange(100, 20_000), "RUB")
+            body = Charge(
+                rng.choice(("listing", "boost", "report")), rng.randrange(100, 20_000), "RUB"
+            )
             command = self._cmd(client, body)
             self.charges[(tenant, client)].append(command.command_id)
             return self._send(tenant, command)
@@ -120,14 +124,16 @@ class Workload:
 
     def _poison(self, tenant: str, client: str) -> Send:
         rng = self.rng
-        kind = rng.choice(("garbage", "wrong_schema", "key", "zero", "negative", "huge",
-                           "currency"))
+        kind = rng.choice(
+            ("garbage", "wrong_schema", "key", "zero", "negative", "huge", "currency")
+        )
         key = client.encode()
         if kind == "garbage":
             return Send(tenant, False, key, rng.randbytes(rng.randrange(0, 40)), "garbage bytes")
         if kind == "wrong_schema":
-            result = Result("x", client, Status.APPLIED, Code.OK, "", "RUB", 0, 0, 1, False,
-                            now_ms())
+            result = Result(
+                "x", client, Status.APPLIED, Code.OK, "", "RUB", 0, 0, 1, False, now_ms()
+            )
             return Send(tenant, False, key, encode_result(result), "a Result on a commands topic")
         if kind == "key":
             command = self._cmd(client, Charge("listing", 100, "RUB"))

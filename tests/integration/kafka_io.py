@@ -26,8 +26,12 @@ class Sender:
         self.producer.produce(topic, key=key, value=value, **kwargs)
 
     def command(self, topic: str, command: Command, key: str | None = None, ts_ms=None) -> str:
-        self.raw(topic, (key if key is not None else command.client_id).encode(),
-                 encode_command(command), ts_ms)
+        self.raw(
+            topic,
+            (key if key is not None else command.client_id).encode(),
+            encode_command(command),
+            ts_ms,
+        )
         return command.command_id
 
     def flush(self) -> None:

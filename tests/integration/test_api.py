@@ -4,7 +4,6 @@ ranges, tenant isolation, and that names and emails never come out."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import psycopg
@@ -19,7 +18,15 @@ from billy_core.store import migrate
 
 pytestmark = pytest.mark.integration
 
-SERVER_URL = os.environ.get("BILLY_DATABASE_URL", "postgresql://billy@127.0.0.1:55432/billy")
+SERVER_URL = ""  # set from the session's stack (tests/conftest.py) below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stack_address(stack):
+    global SERVER_URL
+    SERVER_URL = stack["pg"]
+
+
 TOKENS = {"tok-autoru": "autoru", "tok-realty": "realty"}
 AUTORU = {"Authorization": "Bearer tok-autoru"}
 REALTY = {"Authorization": "Bearer tok-realty"}

@@ -45,10 +45,12 @@ def test_store_claims_and_advances_offsets(database_url):
         assert first == ledger_store.Position(0, 0)
         with conn.transaction(), conn.cursor() as cur:
             before = ledger_store.lock_position(cur, "g", "billy.autoru.commands", 3, 0)
-            ledger_store.advance_position(cur, "g", "billy.autoru.commands", 3, before,
-                                          ledger_store.Position(42, 7))
+            ledger_store.advance_position(
+                cur, "g", "billy.autoru.commands", 3, before, ledger_store.Position(42, 7)
+            )
         assert ledger_store.claim_position(conn, "g", "billy.autoru.commands", 3) == (
-            ledger_store.Position(42, 7))
+            ledger_store.Position(42, 7)
+        )
         # A consumer that still believes the offset is 0 (a zombie) is refused.
         with pytest.raises(ledger_store.OffsetConflict):
             with conn.transaction(), conn.cursor() as cur:

@@ -10,8 +10,8 @@ from billy_core.commands import (
     Charge,
     ConfirmHold,
     Hold,
-    RegisterClient,
     Refund,
+    RegisterClient,
     ReleaseHold,
     TransferCredit,
 )
@@ -50,8 +50,11 @@ def _fund(io, client: str, amount: int) -> None:
     sender.flush()
     assert _results(results, [c])[0][c].code == "ok"
     # The admin topic is another partition: send the funding only once the client exists.
-    a = sender.command(topics.admin_commands, cmd(client, Adjust(amount, "RUB", "test funding")),
-                       key=f"{TENANT}/{client}")
+    a = sender.command(
+        topics.admin_commands,
+        cmd(client, Adjust(amount, "RUB", "test funding")),
+        key=f"{TENANT}/{client}",
+    )
     sender.flush()
     assert _results(admin_results, [a])[0][a].code == "ok"
 
@@ -101,8 +104,9 @@ def test_holds_confirm_release_expire(io):
         "release": sender.command(t, cmd("c2", ReleaseHold("h2"))),
         # h3 expires 10 s after `base` by the records' own timestamps: the confirm stamped
         # 20 s later finds it expired, whatever the wall clock says.
-        "hold3": sender.command(t, cmd("c2", Hold("h3", "boost", 500, "RUB", base + 10_000)),
-                                ts_ms=base),
+        "hold3": sender.command(
+            t, cmd("c2", Hold("h3", "boost", 500, "RUB", base + 10_000)), ts_ms=base
+        ),
         "late": sender.command(t, cmd("c2", ConfirmHold("h3")), ts_ms=base + 20_000),
     }
     sender.flush()
@@ -117,7 +121,11 @@ def test_holds_confirm_release_expire(io):
     assert got[ids["release"]].code == "ok" and got[ids["release"]].available_minor == 7_500
     late = got[ids["late"]]
     assert (late.status, late.code, late.held_minor, late.available_minor) == (
-        "REJECTED", "hold_expired", 0, 7_500)
+        "REJECTED",
+        "hold_expired",
+        0,
+        7_500,
+    )
 
 
 def test_untouched_hold_is_expired_by_billy(io):
@@ -130,14 +138,24 @@ def test_untouched_hold_is_expired_by_billy(io):
     assert got[h].held_minor == 600
 
     def expired(records):
-        return any(decode_result(m.value()).command_id.startswith("billy-expire:")
-                   and decode_result(m.value()).client_id == "c3" for m in records)
+        return any(
+            decode_result(m.value()).command_id.startswith("billy-expire:")
+            and decode_result(m.value()).client_id == "c3"
+            for m in records
+        )
 
     results.poll_until(expired, timeout_s=30)
-    expiry = [decode_result(m.value()) for m in results.records
-              if decode_result(m.value()).client_id == "c3"][-1]
+    expiry = [
+        decode_result(m.value())
+        for m in results.records
+        if decode_result(m.value()).client_id == "c3"
+    ][-1]
     assert (expiry.status, expiry.code, expiry.held_minor, expiry.available_minor) == (
-        "APPLIED", "ok", 0, 1_000)
+        "APPLIED",
+        "ok",
+        0,
+        1_000,
+    )
 
 
 def test_refunds(io):
@@ -174,13 +192,20 @@ def test_resend_and_conflict(io):
     sender.command(t, cmd("c5", Charge("listing", 2_000, "RUB"), command_id="fixed-id-1"))
     sender.flush()
     results.poll_until(
-        lambda rs: sum(decode_result(m.value()).command_id == "fixed-id-1" for m in rs) >= 3)
-    answers = [decode_result(m.value()) for m in results.records
-               if decode_result(m.value()).command_id == "fixed-id-1"]
+        lambda rs: sum(decode_result(m.value()).command_id == "fixed-id-1" for m in rs) >= 3
+    )
+    answers = [
+        decode_result(m.value())
+        for m in results.records
+        if decode_result(m.value()).command_id == "fixed-id-1"
+    ]
     original, resent, conflict = answers
     assert not original.duplicate and original.available_minor == 4_000
     assert resent.duplicate and (resent.code, resent.available_minor, resent.wallet_version) == (
-        original.code, original.available_minor, original.wallet_version)
+        original.code,
+        original.available_minor,
+        original.wallet_version,
+    )
     assert (conflict.status, conflict.code) == ("REJECTED", "idempotency_conflict")
     assert conflict.available_minor == 4_000  # nothing changed
 
@@ -226,19 +251,28 @@ def test_applied_services_and_wallet_snapshots(io, settings):
     wallets = Reader(settings, topics.wallets)
     try:
         log.poll_until(lambda rs: sum(m.key() == f"{TENANT}/c7".encode() for m in rs) >= 2)
-        lines = [decode_applied_service(m.value()) for m in log.records
-                 if m.key() == f"{TENANT}/c7".encode()]
+        lines = [
+            decode_applied_service(m.value())
+            for m in log.records
+            if m.key() == f"{TENANT}/c7".encode()
+        ]
         assert [(x.kind, x.amount_minor, x.refund_of) for x in lines] == [
-            ("CHARGE", 1_200, None), ("REFUND", 200, charge.command_id)]
+            ("CHARGE", 1_200, None),
+            ("REFUND", 200, charge.command_id),
+        ]
 
         def latest(rs):
-            mine = [decode_wallet_snapshot(m.value()) for m in rs
-                    if m.key() == f"{TENANT}/c7".encode()]
+            mine = [
+                decode_wallet_snapshot(m.value()) for m in rs if m.key() == f"{TENANT}/c7".encode()
+            ]
             return mine and mine[-1].wallet_version == final_version
 
         wallets.poll_until(latest)
-        snap = [decode_wallet_snapshot(m.value()) for m in wallets.records
-                if m.key() == f"{TENANT}/c7".encode()][-1]
+        snap = [
+            decode_wallet_snapshot(m.value())
+            for m in wallets.records
+            if m.key() == f"{TENANT}/c7".encode()
+        ][-1]
         assert (snap.available_minor, snap.held_minor) == (4_000, 0)
     finally:
         log.close()

@@ -5,7 +5,6 @@ is off on the broker, so the test creates its topics, one partition each)."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -26,7 +25,15 @@ from producers.reader import ResultReader
 
 pytestmark = pytest.mark.integration
 
-BOOTSTRAP = os.environ.get("BILLY_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+BOOTSTRAP = ""  # set from the session's stack (tests/conftest.py) below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stack_address(stack):
+    global BOOTSTRAP
+    BOOTSTRAP = stack["kafka"]
+
+
 TENANT = "autoru"
 
 

@@ -28,30 +28,45 @@ TOPICS = TopicNames("z")
 def _items(commands: list[Command], first_offset: int = 0):
     out = []
     for i, command in enumerate(commands):
-        record = Record(TOPIC, 0, first_offset + i, 1_000 + i, command.client_id.encode(),
-                        encode_command(command))
+        record = Record(
+            TOPIC,
+            0,
+            first_offset + i,
+            1_000 + i,
+            command.client_id.encode(),
+            encode_command(command),
+        )
         out.append(classify(record, TOPICS, frozenset({"autoru"})))
     return out
 
 
 def _counts(conn) -> tuple:
-    return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                 for t in ("processed_commands", "transfers", "outbox", "wallets"))
+    return tuple(
+        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("processed_commands", "transfers", "outbox", "wallets")
+    )
 
 
 def test_old_owner_writes_nothing_after_the_new_owner_moved_on(database_url):
     applier = PartitionApplier(TOPICS, "zombie-group")
-    register = _items([
-        Command("r1", "c1", 1, RegisterClient("A", "a@x.ru")),
-    ])
+    register = _items(
+        [
+            Command("r1", "c1", 1, RegisterClient("A", "a@x.ru")),
+        ]
+    )
     with psycopg.connect(database_url) as new_owner, psycopg.connect(database_url) as old_owner:
         start = ledger_store.claim_position(new_owner, "zombie-group", TOPIC, 0).next_offset
         assert start == 0
         applier.apply(new_owner, TOPIC, 0, 0, register)
         # Charges on an empty wallet are rejected, but still written (processed rows, results
         # in the outbox): enough to see whether the old owner writes anything.
-        batch = _items([Command("ch1", "c1", 2, Charge("p", 10, "RUB")),
-                        Command("ch2", "c1", 3, Charge("p", 20, "RUB"))], first_offset=1)
+        batch = _items(
+            [
+                Command("ch1", "c1", 2, Charge("p", 10, "RUB")),
+                Command("ch2", "c1", 3, Charge("p", 20, "RUB")),
+            ],
+            first_offset=1,
+        )
         # The old owner polled `batch` at offset 1 and froze. The new owner applies it.
         applier.apply(new_owner, TOPIC, 0, 1, batch)
         before = _counts(new_owner)

@@ -22,7 +22,9 @@ def upgrade() -> None:
         sa.Column("partition", sa.Integer, nullable=False),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
         sa.Column("outbox_seq", sa.BigInteger, nullable=False, server_default=sa.text("0")),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("consumer_group", "topic", "partition"),
         sa.CheckConstraint("next_offset >= 0", name="next_offset_not_negative"),
         sa.CheckConstraint("outbox_seq >= 0", name="outbox_seq_not_negative"),
@@ -36,7 +38,9 @@ def upgrade() -> None:
         sa.Column("value", sa.LargeBinary, nullable=False),
         sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("headers", JSONB),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("shard", "seq"),
     )
     op.create_table(
@@ -45,7 +49,9 @@ def upgrade() -> None:
         sa.Column("client_id", sa.Text, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("email", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("tenant", "client_id"),
     )
 

@@ -27,13 +27,19 @@ def upgrade() -> None:
         sa.Column("currency", sa.Text, nullable=False),
         sa.Column("available_minor", sa.BigInteger, nullable=False),
         sa.Column("held_minor", sa.BigInteger, nullable=False),
-        sa.Column("overdraft_limit_minor", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+        sa.Column(
+            "overdraft_limit_minor", sa.BigInteger, nullable=False, server_default=sa.text("0")
+        ),
         sa.Column("version", sa.BigInteger, nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("tenant", "client_id"),
         sa.CheckConstraint("held_minor >= 0", name="held_not_negative"),
         sa.CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_limit_not_negative"),
-        sa.CheckConstraint("available_minor >= -overdraft_limit_minor", name="available_within_overdraft"),
+        sa.CheckConstraint(
+            "available_minor >= -overdraft_limit_minor", name="available_within_overdraft"
+        ),
         sa.CheckConstraint("version >= 1", name="version_positive"),
         sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
     )
@@ -52,13 +58,22 @@ def upgrade() -> None:
         _created_at(),
         sa.PrimaryKeyConstraint("tenant", "client_id", "hold_id"),
         sa.CheckConstraint("amount_minor > 0", name="hold_amount_positive"),
-        sa.CheckConstraint("status IN ('open', 'confirmed', 'released', 'expired')", name="hold_status_known"),
-        sa.CheckConstraint("confirmed_minor >= 0 AND confirmed_minor <= amount_minor", name="confirmed_within_hold"),
+        sa.CheckConstraint(
+            "status IN ('open', 'confirmed', 'released', 'expired')", name="hold_status_known"
+        ),
+        sa.CheckConstraint(
+            "confirmed_minor >= 0 AND confirmed_minor <= amount_minor", name="confirmed_within_hold"
+        ),
         sa.CheckConstraint("(status = 'open') = (settled_by IS NULL)", name="settled_once"),
-        sa.CheckConstraint("status = 'confirmed' OR confirmed_minor = 0", name="confirmed_only_if_confirmed"),
+        sa.CheckConstraint(
+            "status = 'confirmed' OR confirmed_minor = 0", name="confirmed_only_if_confirmed"
+        ),
     )
     op.create_index(
-        "holds_open_by_expiry", "holds", ["expires_at_ms"], postgresql_where=sa.text("status = 'open'")
+        "holds_open_by_expiry",
+        "holds",
+        ["expires_at_ms"],
+        postgresql_where=sa.text("status = 'open'"),
     )
     op.create_table(
         "charges",
@@ -72,7 +87,9 @@ def upgrade() -> None:
         _created_at(),
         sa.PrimaryKeyConstraint("tenant", "client_id", "command_id"),
         sa.CheckConstraint("amount_minor > 0", name="charge_amount_positive"),
-        sa.CheckConstraint("refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_charge"),
+        sa.CheckConstraint(
+            "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_charge"
+        ),
     )
     op.create_table(
         "transfers",
