@@ -67,6 +67,10 @@ def _run_roles(settings, roles: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     _prepare(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.api_host)
     threads = []
     failures: list[BaseException] = []
     for role in roles:

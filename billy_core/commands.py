@@ -152,6 +152,17 @@ class Command:
 def _check_id(value: str | None, field_name: str) -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= ID_LEN_MAX:
         raise InvalidCommand(f"{field_name}: must be 1..{ID_LEN_MAX} characters")
+    _check_text(value, field_name)
+
+
+def has_control_chars(value: str) -> bool:
+    """True for text PostgreSQL cannot store (NUL) or that has no place in an id or a name."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
+def _check_text(value: str, field_name: str) -> None:
+    if has_control_chars(value):
+        raise InvalidCommand(f"{field_name}: must not contain control characters")
 
 
 def validate(command: Command, *, admin: bool = False) -> None:
@@ -169,6 +180,8 @@ def validate(command: Command, *, admin: bool = False) -> None:
                     raise InvalidCommand(f"body.name: must be 1..{NAME_LEN_MAX} characters")
                 if "@" not in body.email or len(body.email) > NAME_LEN_MAX:
                     raise InvalidCommand("body.email: must be an e-mail address")
+                _check_text(body.name, "body.name")
+                _check_text(body.email, "body.email")
                 check_currency(body.currency, "body.currency")
             case Charge():
                 _check_id(body.product_id, "body.product_id")
@@ -196,6 +209,7 @@ def validate(command: Command, *, admin: bool = False) -> None:
                 check_currency(body.currency, "body.currency")
                 if not body.reason or len(body.reason) > REASON_LEN_MAX:
                     raise InvalidCommand(f"body.reason: must be 1..{REASON_LEN_MAX} characters")
+                _check_text(body.reason, "body.reason")
             case RequestInvoice() | TransferCredit():
                 check_amount(body.amount_minor, "body.amount_minor")
                 check_currency(body.currency, "body.currency")

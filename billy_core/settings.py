@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     # --- hold expiry -------------------------------------------------------------------------
     hold_sweep_interval_s: float = Field(2.0, gt=0, le=3600)
 
+    # --- metrics ---
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve /metrics here (roles without the api role)"
+    )
+
     # --- api -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)

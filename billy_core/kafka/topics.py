@@ -12,6 +12,7 @@ class TopicNames:
     """All topic names of one deployment, derived from its prefix (tests use a fresh prefix)."""
 
     def __init__(self, prefix: str = "billy") -> None:
+        """Raises nothing; `prefix` is trusted (it comes from validated settings)."""
         self.prefix = prefix
         self.applied_services = f"{prefix}.applied-services"
         self.wallets = f"{prefix}.wallets"
@@ -19,8 +20,13 @@ class TopicNames:
         self.admin_results = f"{prefix}.admin.results"
         self.dlq = f"{prefix}.dlq"
         self.relay_positions = f"{prefix}.internal.relay-positions"
-        # librdkafka subscribes to a regex when the name starts with '^'.
-        self.commands_pattern = "^" + re.escape(prefix) + r"\.[a-z0-9-]+\.commands$"
+
+    def commands_pattern(self, tenants) -> str:
+        """The ledger's subscription: the configured tenants' command topics and the admin
+        topic (librdkafka subscribes to a regex when the name starts with '^'). A commands
+        topic of an unconfigured tenant is not read: billy has no results topic for it."""
+        names = "|".join(re.escape(t) for t in sorted({*tenants, ADMIN_TENANT}))
+        return f"^{re.escape(self.prefix)}\\.({names})\\.commands$"
 
     def commands(self, tenant: str) -> str:
         return f"{self.prefix}.{tenant}.commands"

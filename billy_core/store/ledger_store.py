@@ -165,6 +165,20 @@ def load_states(
     return states
 
 
+def open_hold_totals(cur: psycopg.Cursor, clients: Iterable[ClientKey]) -> dict[ClientKey, int]:
+    """The sum of each client's open holds, as written so far in this transaction."""
+    tenants, client_ids = _columns(clients, 2)
+    if not client_ids:
+        return {}
+    cur.execute(
+        "SELECT h.tenant, h.client_id, sum(h.amount_minor) FROM holds h"
+        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, client_id) USING (tenant, client_id)"
+        " WHERE h.status = 'open' GROUP BY h.tenant, h.client_id",
+        (tenants, client_ids),
+    )
+    return {(t, c): int(total) for t, c, total in cur}
+
+
 # --- writing -----------------------------------------------------------------------------
 
 

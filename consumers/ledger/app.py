@@ -27,6 +27,7 @@ from consumers.ledger.poison_guard import PoisonGuard
 from consumers.ledger.records import Poison, Record, classify
 
 log = logging.getLogger("billy.ledger")
+_LAG_INTERVAL_S = 5.0
 
 
 class LedgerConsumer:
@@ -105,15 +106,19 @@ class LedgerConsumer:
         consumer = Consumer(kafka_config.ledger_consumer(self.settings))
         self._consumer = consumer
         consumer.subscribe(
-            [self.topics.commands_pattern],
+            [self.topics.commands_pattern(self.tenants)],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
         try:
+            lag_due = 0.0
             while not stop.is_set():
                 if self._pending_reseek:
                     self._retry_pending()
+                if time.monotonic() >= lag_due:
+                    self._report_lag()
+                    lag_due = time.monotonic() + _LAG_INTERVAL_S
                 messages = consumer.consume(
                     self.settings.batch_size_max, self.settings.batch_wait_ms / 1000
                 )
@@ -174,6 +179,21 @@ class LedgerConsumer:
         self._backoff_s = 0.0
         self.positions[(topic, partition)] = applied.next_offset
         self._observe(topic, items, applied, time.perf_counter() - started)
+
+    def _report_lag(self) -> None:
+        """billy_consumer_lag per topic, from the high watermarks the fetcher already knows."""
+        lag: dict[str, int] = defaultdict(int)
+        for (topic, partition), position in list(self.positions.items()):
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                lag[topic] += max(0, high - position)
+        for topic, value in lag.items():
+            metrics.consumer_lag.labels(topic).set(value)
 
     def _retry_pending(self) -> None:
         for topic, partition in list(self._pending_reseek):

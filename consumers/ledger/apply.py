@@ -29,6 +29,7 @@ from billy_core.commands import ConfirmHold, ExpireHold, Hold, Refund, RegisterC
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import TopicNames
 from billy_core.ledger.core import Decision, decide
+from billy_core.ledger.invariants import check_held_matches
 from billy_core.ledger.state import ClientState
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
@@ -81,6 +82,11 @@ class PartitionApplier:
                     batch.command(item, processed, states)
             batch.snapshots(states)
             store.write(cur, batch.writes)
+            # Postcondition, on in production: every changed wallet's held balance is the
+            # sum of its open holds. A breach raises InvariantViolation: nothing commits.
+            totals = store.open_hold_totals(cur, batch.changed)
+            for key in batch.changed:
+                check_held_matches(states[key].wallet, totals.get(key, 0))
             after = store.Position(items[-1].record.offset + 1, batch.seq)
             store.advance_position(cur, self.group, topic, partition, before, after)
         return Applied(

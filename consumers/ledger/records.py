@@ -1,9 +1,10 @@
 """From a Kafka record to a command, or to a named reason why it is poison.
 
 Poison (goes to the DLQ): bytes that do not decode as a `billy.v1.Command`, an empty value,
-a key that does not match `client_id`. A command that decodes but has a bad value (a zero
-amount, an unknown currency) is not poison: it gets a REJECTED `invalid` result naming the
-field, like any other business rejection.
+a key that does not match `client_id`, a record without a timestamp, a `command_id` or
+`client_id` with control characters (no result could be stored under it). A command that
+decodes but has a bad value (a zero amount, an unknown currency) is not poison: it gets a
+REJECTED `invalid` result naming the field, like any other business rejection.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billy_core.codec import DecodeError, decode_command
-from billy_core.commands import Command, InvalidCommand, validate
+from billy_core.commands import Command, InvalidCommand, has_control_chars, validate
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
 
 
@@ -70,6 +71,10 @@ def classify(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Dec
         tenant, client_id = topic_tenant, key
     if client_id != command.client_id:
         return Poison(record, "key: does not match the command's client_id")
+    for name, value in (("command_id", command.command_id), ("client_id", command.client_id)):
+        if has_control_chars(value):
+            # Not even a rejection can be stored under it (PostgreSQL text has no NUL).
+            return Poison(record, f"{name}: contains control characters")
     try:
         validate(command, admin=admin)
         invalid = None

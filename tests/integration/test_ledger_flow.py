@@ -277,3 +277,38 @@ def test_applied_services_and_wallet_snapshots(io, settings):
     finally:
         log.close()
         wallets.close()
+
+
+def test_text_postgresql_cannot_store_is_refused_not_fatal(io, settings):
+    """A NUL in a field would make PostgreSQL refuse the write and stall the partition."""
+    sender, results, _, topics = io
+    t = topics.commands(TENANT)
+    _fund(io, "c8", 1_000)
+    bad_product = sender.command(t, cmd("c8", Charge("list\x00ing", 100, "RUB")))
+    sender.command(t, cmd("c8", Charge("listing", 100, "RUB"), command_id="nul\x00id"))
+    after = sender.command(t, cmd("c8", Charge("listing", 100, "RUB")))
+    sender.flush()
+    got, _ = _results(results, [bad_product, after])
+    assert (got[bad_product].code, got[after].code) == ("invalid", "ok")
+    assert "product_id" in got[bad_product].message
+    dlq = Reader(settings, topics.dlq)
+    try:
+        dlq.poll_until(
+            lambda rs: any(b"command_id: contains control" in dict(m.headers())["billy-dlq-reason"]
+                           for m in rs))
+    finally:
+        dlq.close()
+
+
+def test_expire_hold_before_its_time_is_refused(io):
+    from billy_core.commands import ExpireHold
+
+    sender, results, _, topics = io
+    t = topics.commands(TENANT)
+    _fund(io, "c9", 1_000)
+    hold = sender.command(t, cmd("c9", Hold("later", "boost", 300, "RUB", now_ms() + 3_600_000)))
+    early = sender.command(t, cmd("c9", ExpireHold("later")))
+    sender.flush()
+    got, _ = _results(results, [hold, early])
+    assert (got[early].status, got[early].code, got[early].held_minor) == (
+        "REJECTED", "hold_not_expired", 300)
