@@ -1,6 +1,7 @@
 """Every Prometheus metric billy exports: a closed set, defined here and nowhere else.
 
-Labels are bounded: tenant, topic kinds, command kinds, codes, Balance methods. Never a
+Labels are bounded: tenant, topics, topic kinds, command kinds, codes, roles. (Balance calls
+by method and outcome arrive with the Balance gateway.) Never a
 client id, command id, name or email.
 
 | name | type | labels | meaning |

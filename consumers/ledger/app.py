@@ -39,6 +39,7 @@ class LedgerConsumer:
         self.guard = PoisonGuard(settings.dlq_ratio_max, settings.dlq_window_min)
         self.positions: dict[tuple[str, int], int] = {}  # what this consumer believes is stored
         self._assigned: set[tuple[str, int]] = set()
+        self._lag_topics: set[str] = set()
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
         self._backoff_s = 0.0
@@ -192,8 +193,12 @@ class LedgerConsumer:
                 continue
             if high >= 0:
                 lag[topic] += max(0, high - position)
+        # Topics this consumer no longer reads (revoked) report 0, not their last figure.
+        for topic in self._lag_topics - lag.keys():
+            metrics.consumer_lag.labels(topic).set(0)
         for topic, value in lag.items():
             metrics.consumer_lag.labels(topic).set(value)
+        self._lag_topics = set(lag)
 
     def _retry_pending(self) -> None:
         for topic, partition in list(self._pending_reseek):

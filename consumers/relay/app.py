@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 
 import psycopg
 from confluent_kafka import KafkaException, Producer
@@ -52,6 +53,7 @@ class Relay:
         }
         self.published: dict[str, int] = {}
         self._conn: psycopg.Connection | None = None
+        self._backlog_due = 0.0
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -79,6 +81,7 @@ class Relay:
                 continue
             rows = [r for r in rows if r[1] > self.published.get(r[0], 0)]
             if not rows:
+                metrics.outbox_backlog.set(0)
                 time.sleep(self.settings.relay_idle_sleep_ms / 1000)
                 continue
             touched = self._publish(producer, rows)
@@ -97,6 +100,7 @@ class Relay:
         long): the process stops and its replacement resumes from the committed position."""
         started = time.perf_counter()
         touched: dict[str, int] = {}
+        kinds: Counter[str] = Counter()
         producer.begin_transaction()
         try:
             for shard, seq, topic, key, value, event_id, headers in rows:
@@ -105,7 +109,7 @@ class Relay:
                     record_headers += [(k, str(v).encode()) for k, v in headers.items()]
                 _produce(producer, topic, bytes(key) or None, bytes(value), record_headers)
                 touched[shard] = seq
-                metrics.relay_published.labels(_kind(self.topics, topic)).inc()
+                kinds[_kind(self.topics, topic)] += 1
             for shard, seq in touched.items():
                 _produce(
                     producer,
@@ -114,7 +118,7 @@ class Relay:
                     relay_positions.encode(seq),
                     None,
                 )
-            producer.commit_transaction(60)
+            _commit(producer)
         except KafkaException as exc:
             error = exc.args[0]
             if error.txn_requires_abort():
@@ -123,6 +127,8 @@ class Relay:
                 return {}
             raise
         metrics.relay_transaction_seconds.observe(time.perf_counter() - started)
+        for kind, count in kinds.items():
+            metrics.relay_published.labels(kind).inc(count)
         return touched
 
     def _cleanup(self, published: dict[str, int]) -> None:
@@ -131,12 +137,28 @@ class Relay:
         try:
             with self._db().cursor() as cur:
                 cur.execute(_DELETE, (list(published), list(published.values())))
-                cur.execute(f"SELECT count(*) FROM outbox WHERE {_OWNED}", self.params)
-                metrics.outbox_backlog.set(cur.fetchone()[0])
+                if time.monotonic() >= self._backlog_due:  # a count is a scan: not every loop
+                    cur.execute(f"SELECT count(*) FROM outbox WHERE {_OWNED}", self.params)
+                    metrics.outbox_backlog.set(cur.fetchone()[0])
+                    self._backlog_due = time.monotonic() + 5.0
         except psycopg.OperationalError as exc:
             # Harmless: published rows are skipped by position and deleted next time.
             log.warning("outbox cleanup postponed (%s)", exc)
             self._conn = None
+
+
+def _commit(producer: Producer) -> None:
+    """Commit, retrying while librdkafka says the same commit may still succeed (a timeout
+    with the outcome unknown); abortable and fatal errors go to the caller."""
+    for _ in range(5):
+        try:
+            producer.commit_transaction(60)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            log.warning("relay commit retried: %s", exc.args[0])
+    producer.commit_transaction(60)
 
 
 def _produce(producer: Producer, topic: str, key, value, headers) -> None:
