@@ -121,7 +121,8 @@ def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
         )
     if isinstance(record_ts_ms, bool) or not isinstance(record_ts_ms, int) or record_ts_ms < 0:
         raise InvariantViolation(f"record_ts_ms must be a non-negative int, got {record_ts_ms!r}")
-    check_client(state)
+    holds, charges = _touched(command)
+    check_client(state, holds, charges)
     wallet = state.wallet
     before = None if wallet is None else (wallet.available_minor, wallet.held_minor)
     before_version = None if wallet is None else wallet.version
@@ -133,7 +134,7 @@ def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
         if decision.status != Status.REJECTED or decision.transfers or decision.applied:
             raise InvariantViolation(f"{state.tenant}/{state.client_id}: changed with no wallet")
         return decision
-    check_client(state)
+    check_client(state, holds, charges)
     if before is None:  # this command registered the client
         check_decision((0, 0), after, decision)
         if after.version != 1 or not state.new_wallet:
@@ -141,6 +142,20 @@ def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
     else:
         check_decision(before, after, decision, before_version=before_version)
     return decision
+
+
+def _touched(command: Command) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hold and charge ids a command can read or write: what `decide` re-checks."""
+    body = command.body
+    if isinstance(body, Hold | ReleaseHold | ExpireHold):
+        return (body.hold_id,), ()
+    if isinstance(body, ConfirmHold):
+        return (body.hold_id,), (command.command_id,)
+    if isinstance(body, Charge):
+        return (), (command.command_id,)
+    if isinstance(body, Refund):
+        return (), (body.charge_command_id,)
+    return (), ()
 
 
 def _rejected(code: Code, message: str, **details: str) -> Decision:

@@ -51,13 +51,22 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_client(state: ClientState) -> None:
+def check_client(
+    state: ClientState,
+    hold_ids: Iterable[str] | None = None,
+    charge_ids: Iterable[str] | None = None,
+) -> None:
     """Check one client's rows on their own: the wallet bounds and every loaded hold/charge.
 
     Holds: `held_minor >= 0`, `available_minor >= -overdraft_limit_minor`, and the open
     holds among the loaded ones add up to at most `held_minor` (equality needs every open
     hold; see `check_held_matches`). Each hold and charge is keyed by its own id, in the
     wallet's currency, with 0 <= confirmed/refunded <= amount.
+
+    `hold_ids` / `charge_ids` narrow the record checks to the records one command touches
+    (what `decide` does on the hot path: a hot wallet may carry thousands of loaded records
+    in one batch, and checking them all per command would be quadratic). None checks all,
+    and only then the loaded open holds' total is compared with `held_minor`.
     """
     key = f"{state.tenant}/{state.client_id}"
     if not _TENANT.match(state.tenant or ""):
@@ -86,7 +95,12 @@ def check_client(state: ClientState) -> None:
         _fail("version < 0", key)
 
     open_total = 0
-    for hold_id, hold in state.holds.items():
+    holds = (
+        state.holds.items()
+        if hold_ids is None
+        else [(h, state.holds[h]) for h in hold_ids if h in state.holds]
+    )
+    for hold_id, hold in holds:
         if hold.hold_id != hold_id:
             _fail(f"hold {hold_id!r} stored under another id", key)
         if hold.currency != wallet.currency:
@@ -105,10 +119,15 @@ def check_client(state: ClientState) -> None:
             _fail(f"hold {hold_id!r}: settled_by must be set exactly when settled", key)
         if hold.status == HoldStatus.OPEN:
             open_total += hold.amount_minor
-    if open_total > wallet.held_minor:
+    if hold_ids is None and open_total > wallet.held_minor:
         _fail(f"loaded open holds total {open_total} > held_minor {wallet.held_minor}", key)
 
-    for command_id, charge in state.charges.items():
+    charges = (
+        state.charges.items()
+        if charge_ids is None
+        else [(c, state.charges[c]) for c in charge_ids if c in state.charges]
+    )
+    for command_id, charge in charges:
         if charge.command_id != command_id:
             _fail(f"charge {command_id!r} stored under another id", key)
         if charge.currency != wallet.currency:
@@ -118,9 +137,9 @@ def check_client(state: ClientState) -> None:
         if not 0 <= charge.refunded_minor <= charge.amount_minor:
             _fail(f"charge {command_id!r} refunded_minor outside 0..amount", key)
 
-    if not state.dirty_holds <= state.holds.keys():
+    if hold_ids is None and not state.dirty_holds <= state.holds.keys():
         _fail("dirty_holds names a hold that is not loaded", key)
-    if not state.dirty_charges <= state.charges.keys():
+    if charge_ids is None and not state.dirty_charges <= state.charges.keys():
         _fail("dirty_charges names a charge that is not loaded", key)
 
 
