@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     # --- ledger consumer ---------------------------------------------------------------
     ledger_group: str = "billy-ledger"
+    ledger_workers: int = Field(
+        4, ge=1, le=64, description="Partition transactions a ledger runs side by side"
+    )
     batch_size_max: int = Field(2000, ge=1, le=100_000, description="Records per poll batch")
     batch_wait_ms: int = Field(
         20, ge=0, le=5000, description="How long a poll waits to fill a batch"

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -22,7 +23,7 @@ from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.store import ledger_store as store
-from consumers.ledger.apply import PartitionApplier
+from consumers.ledger.apply import Applied, PartitionApplier
 from consumers.ledger.poison_guard import PoisonGuard
 from consumers.ledger.records import Poison, Record, classify
 
@@ -43,6 +44,9 @@ class LedgerConsumer:
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
         self._backoff_s = 0.0
+        self._workers = ThreadPoolExecutor(settings.ledger_workers, "billy-ledger-apply")
+        self._local = threading.local()
+        self._worker_conns: list[psycopg.Connection] = []
         # Partitions whose stored offset could not be read back; nothing is applied to them
         # until it is (records read meanwhile are skipped and read again after the seek).
         self._pending_reseek: set[tuple[str, int]] = set()
@@ -55,11 +59,7 @@ class LedgerConsumer:
         return self._conn
 
     def _drop_db(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+        _close_quietly(self._conn)
         self._conn = None
 
     # --- assignment --------------------------------------------------------------------
@@ -127,6 +127,9 @@ class LedgerConsumer:
                     self.process(messages)
         finally:
             consumer.close()
+            self._workers.shutdown()
+            for conn in self._worker_conns:
+                _close_quietly(conn)
             self._drop_db()
 
     def process(self, messages: list) -> None:
@@ -148,38 +151,52 @@ class LedgerConsumer:
             by_partition[tp].append(
                 Record(m.topic(), m.partition(), m.offset(), ts, m.key(), m.value())
             )
+        work = []
         for (topic, partition), records in by_partition.items():
             items = [classify(r, self.topics, self.tenants) for r in records]
             self.guard.check([isinstance(i, Poison) for i in items])
-            self._apply(topic, partition, items)
-
-    def _apply(self, topic: str, partition: int, items: list) -> None:
-        expected = self.positions.get((topic, partition))
-        if expected is None:
-            return
-        started = time.perf_counter()
-        try:
-            applied = self.applier.apply(self._db(), topic, partition, expected, items)
-        except store.OffsetConflict as exc:
-            metrics.offset_conflicts.inc()
-            log.warning("offset conflict, re-reading from the stored offset: %s", exc)
-            self._safe_reseek(topic, partition)
-            return
-        except psycopg.OperationalError as exc:
-            metrics.db_retries.labels("ledger").inc()
+            work.append((topic, partition, self.positions[(topic, partition)], items))
+        # Partitions are independent: their transactions run side by side, so their commits
+        # (each an fsync) overlap instead of queueing. One partition is never in two at once.
+        outcomes = self._workers.map(lambda w: self._apply_one(*w), work)
+        backoff = False
+        for (topic, partition, _, items), (outcome, seconds) in zip(work, outcomes, strict=True):
+            if isinstance(outcome, Applied):
+                self.positions[(topic, partition)] = outcome.next_offset
+                self._observe(topic, items, outcome, seconds)
+            elif isinstance(outcome, store.OffsetConflict):
+                metrics.offset_conflicts.inc()
+                log.warning("offset conflict, re-reading from the stored offset: %s", outcome)
+                self._safe_reseek(topic, partition)
+            else:
+                metrics.db_retries.labels("ledger").inc()
+                log.warning("PostgreSQL trouble (%s); retrying from the stored offset", outcome)
+                backoff = True
+                self._safe_reseek(topic, partition)
+        if backoff:
             self._backoff_s = min(max(self._backoff_s * 2, 0.1), self.settings.retry_backoff_max_s)
-            log.warning(
-                "PostgreSQL trouble (%s); retry in %.1fs from the stored offset",
-                exc,
-                self._backoff_s,
-            )
-            self._drop_db()
             time.sleep(self._backoff_s)
-            self._safe_reseek(topic, partition)
-            return
-        self._backoff_s = 0.0
-        self.positions[(topic, partition)] = applied.next_offset
-        self._observe(topic, items, applied, time.perf_counter() - started)
+        elif work:
+            self._backoff_s = 0.0
+
+    def _apply_one(self, topic: str, partition: int, expected: int, items: list):
+        """On a worker thread, with that thread's connection: (Applied, seconds), or the
+        OffsetConflict / OperationalError that stopped it (nothing was committed then).
+        Anything else (InvariantViolation, a constraint refusing a row) propagates: crash."""
+        started = time.perf_counter()
+        local = self._local
+        try:
+            if getattr(local, "conn", None) is None or local.conn.closed:
+                local.conn = psycopg.connect(self.settings.database_url, connect_timeout=5)
+                self._worker_conns.append(local.conn)
+            outcome = self.applier.apply(local.conn, topic, partition, expected, items)
+        except store.OffsetConflict as exc:
+            outcome = exc
+        except psycopg.OperationalError as exc:
+            _close_quietly(getattr(local, "conn", None))
+            local.conn = None
+            outcome = exc
+        return outcome, time.perf_counter() - started
 
     def _report_lag(self) -> None:
         """billy_consumer_lag per topic, from the high watermarks the fetcher already knows."""
@@ -237,3 +254,11 @@ class LedgerConsumer:
             metrics.dlq_records.labels("admin" if tenant == "admin" else "commands").inc(
                 applied.poison
             )
+
+
+def _close_quietly(conn: psycopg.Connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
