@@ -1,7 +1,9 @@
 """Summaries of py-spy's collapsed stacks (`--format raw`, one `frame;frame;... count` a line):
 the share of samples per function, inclusive and self. Samples include idle time (py-spy
-`--idle`), so a share is of wall-clock time: waits on PostgreSQL or Kafka show as the waiting
-function (psycopg `wait`, `consume`)."""
+`--idle`), so waits on PostgreSQL or Kafka show as the waiting function (psycopg
+`Connection.wait`; the poll loop's line for `consume`). Only stacks that run billy's code count;
+threads parked in a pool or waiting for another thread's result (leaf in threading or
+concurrent.futures) are left out, so a share is of the thread time spent on billy's work."""
 
 from __future__ import annotations
 
@@ -10,23 +12,29 @@ from collections import Counter
 from pathlib import Path
 
 
-def summarize(path: Path, thread: str = "", top: int = 25) -> dict:
-    """Shares (%) of the samples whose stack contains `thread` (a substring of any frame;
-    "" for all), per function (`name (file:line)` with the line dropped)."""
+def summarize(path: Path, require: str = "consumers/", top: int = 25) -> dict:
+    """Shares (%) of the counted samples per function (`name (file)`, line dropped)."""
     inclusive, own, total = Counter(), Counter(), 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or (thread and thread not in stack):
+        if not stack or require not in stack:
+            continue
+        frames = [_function(f) for f in stack.split(";")]
+        if any(parked in frames[-1] for parked in _PARKED):
             continue
         n = int(count)
-        frames = [_function(f) for f in stack.split(";")]
         total += n
         own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
-    share = (lambda c: [(round(100 * v / total, 1), k) for k, v in c.most_common(top)]) if total \
-        else (lambda c: [])
+    if not total:
+        return {"samples": 0, "inclusive_pct": [], "self_pct": []}
+    def share(c):
+        return [(round(100 * v / total, 1), k) for k, v in c.most_common(top)]
     return {"samples": total, "inclusive_pct": share(inclusive), "self_pct": share(own)}
+
+
+_PARKED = ("(threading.py)", "(concurrent/futures/")
 
 
 def _function(frame: str) -> str:
@@ -36,7 +44,7 @@ def _function(frame: str) -> str:
 
 
 if __name__ == "__main__":
-    result = summarize(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "")
+    result = summarize(Path(sys.argv[1]), *sys.argv[2:3])
     print(f"{result['samples']} samples")
     for title in ("inclusive_pct", "self_pct"):
         print(f"--- {title}")

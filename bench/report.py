@@ -111,7 +111,8 @@ def table(data: dict) -> str:
             if not isinstance(summary, dict):
                 continue
             top = "; ".join(f"{pct}% {name}" for pct, name in summary["self_pct"][:8])
-            add(f"Profile {role} (self, wall-clock share, {summary['samples']} samples): {top}")
+            add(f"Profile {role} (self share of thread time on billy's work,"
+                f" {summary['samples']} samples): {top}")
     for d in data.get("disturbed", []):
         add(f"Disturbed and repeated: {d['what']} (attempt {d['attempt']}): {d['error'][:160]}")
     notes = [n for r in (*data.get("throughput", {}).get("batched", []),

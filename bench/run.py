@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         "kafka_bootstrap": stack.kafka,
         "billy_settings": {
             "topic_partitions_max": p["partitions"],
-            "batch_size_max": base.batch_size_max,
-            "batch_wait_ms": base.batch_wait_ms,
-            "relay_batch_max": base.relay_batch_max,
-            "relay_idle_sleep_ms": base.relay_idle_sleep_ms,
+            # every setting the roles see, but connections, names and tokens (set per scenario)
+            **{k: v for k, v in base.model_dump().items()
+               if k not in ("kafka_bootstrap", "database_url", "schema_registry_url", "api_tokens",
+                            "topic_prefix", "tenants", "ledger_group", "topic_partitions_max")},
             # BILLY_* tuning passed through to the roles (never connection strings or tokens)
             "inherited_env": {k: v for k, v in os.environ.items() if k.startswith("BILLY_")
                               and not k.endswith(("_URL", "_TOKENS", "_BOOTSTRAP"))},
@@ -180,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         commands = workload.mix(clients, p["commands"], seed=1)
         run = _throughput_run(stack, "profiled", {}, clients, commands, p, log_dir, prof)
         data["py_spy"] = {"run_commands_per_s": run["commands_per_s"]}
-        for role, thread in (("ledger", "LedgerConsumer.run"), ("relay", "Relay.run")):
+        for role, code in (("ledger", "consumers/ledger/"), ("relay", "consumers/relay/")):
             path = prof.with_suffix(f".{role}.txt")
             if path.exists():
-                data["py_spy"][role] = {"file": str(path), **summarize(path, thread)}
+                data["py_spy"][role] = {"file": str(path), **summarize(path, code)}
     data["duration_s"] = round(time.time() - started, 1)
     data["machine"]["loadavg_end"] = report.machine()["loadavg"]
     path = report.write_json(data)
