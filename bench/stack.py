@@ -4,6 +4,7 @@ topics, and cleanup (drop the database, delete the topics and the ledger's group
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -95,5 +96,15 @@ class World:
                                          request_timeout=30)[self.settings.ledger_group].result(60)
         except Exception as exc:  # cleanup must not hide the figures
             log.warning("topic/group cleanup of %s: %s", self.prefix, exc)
-        with psycopg.connect(self.stack.admin_db_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        # PostgreSQL may be restarting (another engineer's fault test): retry for a while.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(self.stack.admin_db_url, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    log.warning("database %s left behind: %s", self.dbname, exc)
+                    return
+                time.sleep(2)
