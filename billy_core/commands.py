@@ -7,6 +7,7 @@ naming the field and the reason. Times are integer milliseconds since the epoch 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from billy_core.money import MoneyError, check_amount, check_currency
@@ -155,9 +156,12 @@ def _check_id(value: str | None, field_name: str) -> None:
     _check_text(value, field_name)
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def has_control_chars(value: str) -> bool:
     """True for text PostgreSQL cannot store (NUL) or that has no place in an id or a name."""
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    return _CONTROL_CHARS.search(value) is not None
 
 
 def _check_text(value: str, field_name: str) -> None:

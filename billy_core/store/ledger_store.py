@@ -12,7 +12,7 @@ batch instead of one per row is what keeps PostgreSQL from being the limit.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -184,31 +184,77 @@ def open_hold_totals(cur: psycopg.Cursor, clients: Iterable[ClientKey]) -> dict[
 
 @dataclass(slots=True)
 class Writes:
-    """Everything one partition batch decided, as rows, written by `write`."""
+    """Everything one partition batch decided, as rows, written by `write`.
 
-    clients: list[tuple[str, str, str, str]]  # tenant, client_id, name, email
-    wallets: list[Wallet]
-    new_wallets: set[ClientKey]
-    holds: list[tuple[str, str, HoldRecord]]  # tenant, client_id, hold
-    charges: list[tuple[str, str, ChargeRecord]]
-    transfers: list[tuple[str, str, str, str, str, int, str, int]]
-    processed: list[tuple[str, str, str, bytes, bool, bytes, str, int, int]]
-    applied: list[tuple[str, str, str, str, str, int, str, str | None, int]]
-    outbox: list[tuple[str, int, str, bytes, bytes, str, dict[str, str] | None]]
+    New rows (created in this batch) are COPYed; rows loaded from the database and changed
+    are updated with one statement per table.
+    """
+
+    clients: list[tuple[str, str, str, str]] = field(default_factory=list)  # + name, email
+    new_wallets: list[Wallet] = field(default_factory=list)
+    changed_wallets: list[Wallet] = field(default_factory=list)
+    new_holds: list[tuple[str, str, HoldRecord]] = field(default_factory=list)
+    changed_holds: list[tuple[str, str, HoldRecord]] = field(default_factory=list)
+    new_charges: list[tuple[str, str, ChargeRecord]] = field(default_factory=list)
+    changed_charges: list[tuple[str, str, ChargeRecord]] = field(default_factory=list)
+    transfers: list[tuple[str, str, str, str, str, int, str, int]] = field(default_factory=list)
+    processed: list[tuple[str, str, str, bytes, bool, bytes, str, int, int]] = field(
+        default_factory=list
+    )
+    applied: list[tuple[str, str, str, str, str, int, str, str | None, int]] = field(
+        default_factory=list
+    )
+    outbox: list[tuple[str, int, str, bytes, bytes, str, dict[str, str] | None]] = field(
+        default_factory=list
+    )
 
 
 def write(cur: psycopg.Cursor, w: Writes) -> None:
     if w.clients:
         _copy(cur, "clients (tenant, client_id, name, email)", w.clients)
-    if w.wallets:
-        _upsert_wallets(cur, w.wallets)
-    if w.holds:
-        cur.executemany(
-            "INSERT INTO holds (tenant, client_id, hold_id, product_id, amount_minor, currency,"
-            " expires_at_ms, status, confirmed_minor, settled_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (tenant, client_id, hold_id) DO UPDATE SET status = EXCLUDED.status,"
-            " confirmed_minor = EXCLUDED.confirmed_minor, settled_by = EXCLUDED.settled_by",
+    if w.new_wallets:
+        _copy(
+            cur,
+            "wallets (tenant, client_id, currency, available_minor, held_minor,"
+            " overdraft_limit_minor, version)",
+            [
+                (
+                    x.tenant,
+                    x.client_id,
+                    x.currency,
+                    x.available_minor,
+                    x.held_minor,
+                    x.overdraft_limit_minor,
+                    x.version,
+                )
+                for x in w.new_wallets
+            ],
+        )
+    if w.changed_wallets:
+        # The rows were locked when loaded; the version guard and the CHECK constraints are
+        # the last word on the balances.
+        ws = w.changed_wallets
+        cur.execute(
+            "UPDATE wallets w SET available_minor = u.available, held_minor = u.held,"
+            " version = u.version, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
+            " AS u(tenant, client_id, available, held, version)"
+            " WHERE w.tenant = u.tenant AND w.client_id = u.client_id AND w.version < u.version",
+            (
+                [x.tenant for x in ws],
+                [x.client_id for x in ws],
+                [x.available_minor for x in ws],
+                [x.held_minor for x in ws],
+                [x.version for x in ws],
+            ),
+        )
+        if cur.rowcount != len(ws):
+            raise RuntimeError(f"wallet update matched {cur.rowcount} of {len(ws)} rows")
+    if w.new_holds:
+        _copy(
+            cur,
+            "holds (tenant, client_id, hold_id, product_id, amount_minor, currency,"
+            " expires_at_ms, status, confirmed_minor, settled_by)",
             [
                 (
                     t,
@@ -222,19 +268,50 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
                     h.confirmed_minor,
                     h.settled_by,
                 )
-                for t, c, h in w.holds
+                for t, c, h in w.new_holds
             ],
         )
-    if w.charges:
-        cur.executemany(
-            "INSERT INTO charges (tenant, client_id, command_id, product_id, amount_minor,"
-            " currency, refunded_minor) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (tenant, client_id, command_id)"
-            " DO UPDATE SET refunded_minor = EXCLUDED.refunded_minor",
+    if w.changed_holds:
+        hs = w.changed_holds
+        cur.execute(
+            "UPDATE holds x SET status = u.status, confirmed_minor = u.confirmed,"
+            " settled_by = u.settled_by"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+            " %s::text[]) AS u(tenant, client_id, hold_id, status, confirmed, settled_by)"
+            " WHERE x.tenant = u.tenant AND x.client_id = u.client_id AND x.hold_id = u.hold_id",
+            (
+                [t for t, _, _ in hs],
+                [c for _, c, _ in hs],
+                [h.hold_id for _, _, h in hs],
+                [h.status for _, _, h in hs],
+                [h.confirmed_minor for _, _, h in hs],
+                [h.settled_by for _, _, h in hs],
+            ),
+        )
+    if w.new_charges:
+        _copy(
+            cur,
+            "charges (tenant, client_id, command_id, product_id, amount_minor, currency,"
+            " refunded_minor)",
             [
                 (t, c, x.command_id, x.product_id, x.amount_minor, x.currency, x.refunded_minor)
-                for t, c, x in w.charges
+                for t, c, x in w.new_charges
             ],
+        )
+    if w.changed_charges:
+        cs = w.changed_charges
+        cur.execute(
+            "UPDATE charges x SET refunded_minor = u.refunded"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])"
+            " AS u(tenant, client_id, command_id, refunded)"
+            " WHERE x.tenant = u.tenant AND x.client_id = u.client_id"
+            " AND x.command_id = u.command_id",
+            (
+                [t for t, _, _ in cs],
+                [c for _, c, _ in cs],
+                [x.command_id for _, _, x in cs],
+                [x.refunded_minor for _, _, x in cs],
+            ),
         )
     if w.transfers:
         _copy(
@@ -263,31 +340,6 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             "outbox (shard, seq, topic, key, value, event_id, headers)",
             [(*row[:6], Jsonb(row[6]) if row[6] else None) for row in w.outbox],
         )
-
-
-def _upsert_wallets(cur: psycopg.Cursor, wallets: list[Wallet]) -> None:
-    # New wallets are inserted; changed ones updated in place. The rows were locked when
-    # loaded, and the CHECK constraints are the last guard on the balances.
-    cur.executemany(
-        "INSERT INTO wallets (tenant, client_id, currency, available_minor, held_minor,"
-        " overdraft_limit_minor, version) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (tenant, client_id) DO UPDATE SET"
-        " available_minor = EXCLUDED.available_minor, held_minor = EXCLUDED.held_minor,"
-        " version = EXCLUDED.version, updated_at = now()"
-        " WHERE wallets.version < EXCLUDED.version",
-        [
-            (
-                x.tenant,
-                x.client_id,
-                x.currency,
-                x.available_minor,
-                x.held_minor,
-                x.overdraft_limit_minor,
-                x.version,
-            )
-            for x in wallets
-        ],
-    )
 
 
 def _copy(cur: psycopg.Cursor, target: str, rows: list[tuple]) -> None:

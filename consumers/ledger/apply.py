@@ -75,12 +75,14 @@ class PartitionApplier:
             fresh = [i for i in items if isinstance(i, Decoded)]
             processed = store.load_processed(cur, {(d.tenant, d.command.command_id) for d in fresh})
             states = store.load_states(cur, *_references(fresh))
+            loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
+            loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
             for item in items:
                 if isinstance(item, Poison):
                     batch.dead_letter(item)
                 else:
                     batch.command(item, processed, states)
-            batch.snapshots(states)
+            batch.snapshots(states, loaded_holds, loaded_charges)
             store.write(cur, batch.writes)
             # Postcondition, on in production: every changed wallet's held balance is the
             # sum of its open holds. A breach raises InvariantViolation: nothing commits.
@@ -114,7 +116,7 @@ class _Batch:
         self.topics = topics
         self.shard = f"{topic}/{partition}"
         self.seq = seq
-        self.writes = store.Writes([], [], set(), [], [], [], [], [], [])
+        self.writes = store.Writes()
         self.changed: dict[tuple[str, str], None] = {}  # clients whose wallet changed, in order
         self.seen: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self.results = self.duplicates = self.poison = 0
@@ -273,17 +275,23 @@ class _Batch:
             )
         )
 
-    def snapshots(self, states: dict[tuple[str, str], ClientState]) -> None:
-        """One snapshot per changed wallet per batch: the compacted topic keeps the last."""
+    def snapshots(
+        self, states: dict[tuple[str, str], ClientState], loaded_holds: set, loaded_charges: set
+    ) -> None:
+        """The changed rows (new ones apart from loaded ones), and one snapshot per changed
+        wallet per batch: the compacted topic keeps the last."""
         w = self.writes
         for key in self.changed:
             state = states[key]
             wallet = state.wallet
-            w.wallets.append(wallet)
+            (w.new_wallets if state.new_wallet else w.changed_wallets).append(wallet)
             for hold_id in sorted(state.dirty_holds):
-                w.holds.append((*key, state.holds[hold_id]))
+                row = (*key, state.holds[hold_id])
+                (w.changed_holds if (*key, hold_id) in loaded_holds else w.new_holds).append(row)
             for command_id in sorted(state.dirty_charges):
-                w.charges.append((*key, state.charges[command_id]))
+                row = (*key, state.charges[command_id])
+                loaded = (*key, command_id) in loaded_charges
+                (w.changed_charges if loaded else w.new_charges).append(row)
             record = WalletSnapshot(
                 tenant=key[0],
                 client_id=key[1],
