@@ -38,7 +38,9 @@ def _settings():
         raise SystemExit(2) from None
 
 
-def _prepare(settings) -> None:
+def prepare(settings) -> None:
+    """Choose the codec framing, migrate the database and create missing topics; waits
+    (bounded) for PostgreSQL and Kafka to answer."""
     import sqlalchemy.exc
     from confluent_kafka import KafkaException
 
@@ -66,7 +68,7 @@ def _run_roles(settings, roles: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    _prepare(settings)
+    prepare(settings)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -74,7 +76,7 @@ def _run_roles(settings, roles: list[str]) -> int:
     threads = []
     failures: list[BaseException] = []
     for role in roles:
-        target = _role(settings, role)
+        target = role_target(settings, role)
 
         def guarded(target=target, role=role):
             try:
@@ -94,7 +96,8 @@ def _run_roles(settings, roles: list[str]) -> int:
     return 1 if failures else 0
 
 
-def _role(settings, role: str):
+def role_target(settings, role: str):
+    """The callable `run(stop: threading.Event)` of one role; imports only that role."""
     if role == "ledger":
         from consumers.ledger.app import LedgerConsumer
 

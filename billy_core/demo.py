@@ -21,7 +21,7 @@ _TIMEOUT_S = 60
 
 
 def run_demo(settings: Settings, tenant: str) -> int:
-    from billy_core.cli import _prepare, _role
+    from billy_core.cli import prepare, role_target
     from producers import BillyAdminClient, BillyClient, ResultReader
 
     prefix = f"demo{uuid.uuid4().hex[:6]}"
@@ -37,10 +37,10 @@ def run_demo(settings: Settings, tenant: str) -> int:
         }
     )
     print(f"billy demo: topics {prefix}.*, tenant {tenant}\n")
-    _prepare(settings)
+    prepare(settings)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_role(settings, role), args=(stop,), daemon=True)
+        threading.Thread(target=role_target(settings, role), args=(stop,), daemon=True)
         for role in ("ledger", "relay", "sweeper", "api")
     ]
     for thread in threads:

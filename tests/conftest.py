@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from billy_core.cli import role_target
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.store import migrate
@@ -132,7 +133,7 @@ class RunningRoles:
         self.errors: list[BaseException] = []
         self.threads = []
         for role in roles:
-            target = _role_target(settings, role)
+            target = role_target(settings, role)
             thread = threading.Thread(target=self._guard, args=(target,), daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -148,22 +149,6 @@ class RunningRoles:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=30)
-
-
-def _role_target(settings: Settings, role: str):
-    if role == "ledger":
-        from consumers.ledger.app import LedgerConsumer
-
-        return LedgerConsumer(settings).run
-    if role == "relay":
-        from consumers.relay.app import Relay
-
-        return Relay(settings).run
-    if role == "sweeper":
-        from consumers.sync.hold_expiry import HoldSweeper
-
-        return HoldSweeper(settings).run
-    raise ValueError(role)
 
 
 @pytest.fixture(scope="module")
