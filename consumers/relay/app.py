@@ -30,10 +30,14 @@ log = logging.getLogger("billy.relay")
 
 _OWNED = "(hashtext(shard) & 2147483647) %% %(instances)s = %(instance)s"
 
+# Rows past each shard's published position (rows at or below it wait for cleanup and must not
+# crowd out new ones), at most `per_shard` per shard so no shard starves the others.
 _FETCH = (
     "SELECT shard, seq, topic, key, value, event_id, headers FROM ("
-    "  SELECT o.*, row_number() OVER (PARTITION BY shard ORDER BY seq) AS rn"
-    f"  FROM outbox o WHERE {_OWNED}"
+    "  SELECT o.*, row_number() OVER (PARTITION BY o.shard ORDER BY o.seq) AS rn"
+    "  FROM outbox o LEFT JOIN unnest(%(shards)s::text[], %(seqs)s::bigint[]) AS p(shard, seq)"
+    "  ON p.shard = o.shard"
+    f"  WHERE {_OWNED.replace('shard', 'o.shard')} AND o.seq > coalesce(p.seq, 0)"
     ") x WHERE rn <= %(per_shard)s ORDER BY shard, seq"
 )
 _DELETE = (
@@ -54,6 +58,7 @@ class Relay:
         self.published: dict[str, int] = {}
         self._conn: psycopg.Connection | None = None
         self._backlog_due = 0.0
+        self._cleanup_pending = False  # a cleanup failed: published rows still in the outbox
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -79,19 +84,22 @@ class Relay:
                 self._conn = None
                 time.sleep(1.0)
                 continue
-            rows = [r for r in rows if r[1] > self.published.get(r[0], 0)]
             if not rows:
                 metrics.outbox_backlog.set(0)
+                if self._cleanup_pending:
+                    self._cleanup(self.published)
                 time.sleep(self.settings.relay_idle_sleep_ms / 1000)
                 continue
             touched = self._publish(producer, rows)
             self.published.update(touched)
-            self._cleanup(touched)
+            self._cleanup(self.published if self._cleanup_pending else touched)
         producer.flush(10)
 
     def _fetch(self) -> list[tuple]:
         with self._db().cursor() as cur:
-            cur.execute(_FETCH, self.params)
+            shards = list(self.published)
+            seqs = [self.published[s] for s in shards]
+            cur.execute(_FETCH, {**self.params, "shards": shards, "seqs": seqs})
             return cur.fetchall()
 
     def _publish(self, producer: Producer, rows: list[tuple]) -> dict[str, int]:
@@ -141,9 +149,11 @@ class Relay:
                     cur.execute(f"SELECT count(*) FROM outbox WHERE {_OWNED}", self.params)
                     metrics.outbox_backlog.set(cur.fetchone()[0])
                     self._backlog_due = time.monotonic() + 5.0
+            self._cleanup_pending = False
         except psycopg.OperationalError as exc:
-            # Harmless: published rows are skipped by position and deleted next time.
+            # Harmless: published rows are skipped by position and deleted later.
             log.warning("outbox cleanup postponed (%s)", exc)
+            self._cleanup_pending = True
             self._conn = None
 
 
