@@ -5,13 +5,27 @@ of the command that produced the rows), value = the last published `seq` as deci
 Read with read_committed, the last value per shard is exactly what has been published: a
 transaction that died with its relay was aborted (by the next relay's `init_transactions`),
 and its positions vanish with its records.
+
+One trap, found by the long fault profile: right after a broker restart, a transaction the
+client already saw commit can still lack its commit markers. A read_committed reader then
+stops at the last stable offset, before that transaction's positions, and the relay would
+publish its rows again. So the reader first waits until every record written before it
+started is decided (last stable offset >= the high watermark it sampled), then reads.
 """
 
 from __future__ import annotations
 
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from billy_core.errors import TransientError
 from billy_core.kafka import config as kafka_config
@@ -22,11 +36,45 @@ def encode(seq: int) -> bytes:
     return str(seq).encode()
 
 
+def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> None:
+    """Block until each partition's last stable offset reaches its high watermark as sampled
+    now: every transaction that wrote there before this call is committed or aborted."""
+    admin = AdminClient(kafka_config.admin(settings))
+    metadata = admin.list_topics(topic, timeout=timeout_s).topics[topic]
+    if metadata.error is not None:
+        raise TransientError(f"{topic}: {metadata.error}")
+    partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+
+    def offsets(isolation: IsolationLevel) -> dict[int, int]:
+        futures = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in partitions},
+            isolation_level=isolation,
+            request_timeout=timeout_s,
+        )
+        return {tp.partition: f.result().offset for tp, f in futures.items()}
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        high = offsets(IsolationLevel.READ_UNCOMMITTED)
+        while True:
+            stable = offsets(IsolationLevel.READ_COMMITTED)
+            if all(stable[p] >= high[p] for p in high):
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"{topic}: transactions still undecided after {timeout_s:.0f}s"
+                )
+            time.sleep(0.2)
+    except KafkaException as exc:
+        raise TransientError(f"{topic}: {exc}") from exc
+
+
 def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[str, int]:
     """Every shard's last committed position. Blocks until the end of the topic is reached.
 
     Raises TransientError when the end is not reached within `timeout_s`.
     """
+    _wait_until_decided(settings, topic, timeout_s)
     consumer = Consumer(
         {
             **kafka_config.reader(settings, group_id="billy-relay-positions-reader"),
