@@ -235,12 +235,14 @@ def _open_hold(state: ClientState, hold_id: str) -> HoldRecord | Decision:
     return hold
 
 
-def _expire(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str) -> Transfer:
-    """Expire an open hold: everything held returns to available."""
+def _return_hold(
+    state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str, status: str
+) -> Transfer:
+    """Settle an open hold as released or expired: everything held returns to available."""
     wallet.held_minor -= hold.amount_minor
     wallet.available_minor += hold.amount_minor
     wallet.version += 1
-    hold.status = HoldStatus.EXPIRED
+    hold.status = status
     hold.settled_by = command_id
     state.dirty_holds.add(hold.hold_id)
     return Transfer(
@@ -252,7 +254,7 @@ def _expire(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: st
 
 
 def _expired_now(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str) -> Decision:
-    transfer = _expire(state, wallet, hold, command_id)
+    transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.EXPIRED)
     return Decision(
         Status.REJECTED,
         Code.HOLD_EXPIRED,
@@ -377,18 +379,7 @@ def _release(
         return hold
     if record_ts_ms >= hold.expires_at_ms:
         return _expired_now(state, wallet, hold, command_id)
-    wallet.held_minor -= hold.amount_minor
-    wallet.available_minor += hold.amount_minor
-    wallet.version += 1
-    hold.status = HoldStatus.RELEASED
-    hold.settled_by = command_id
-    state.dirty_holds.add(hold.hold_id)
-    transfer = Transfer(
-        accounts.held(state.tenant, state.client_id),
-        accounts.available(state.tenant, state.client_id),
-        hold.amount_minor,
-        hold.currency,
-    )
+    transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.RELEASED)
     return _applied("hold released", (transfer,))
 
 
@@ -404,7 +395,7 @@ def _expire_hold(
             "the hold has not expired yet",
             expires_at_ms=str(hold.expires_at_ms),
         )
-    transfer = _expire(state, wallet, hold, command_id)
+    transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.EXPIRED)
     return _applied("hold expired", (transfer,))
 
 
