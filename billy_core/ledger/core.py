@@ -235,6 +235,17 @@ def _open_hold(state: ClientState, hold_id: str) -> HoldRecord | Decision:
     return hold
 
 
+def _live_hold(
+    state: ClientState, wallet: Wallet, hold_id: str, command_id: str, record_ts_ms: int
+) -> HoldRecord | Decision:
+    """The open, unexpired hold a confirm or release acts on, or the Decision that ends the
+    command: not found, settled, or expired by this record's time (then it expires now)."""
+    hold = _open_hold(state, hold_id)
+    if isinstance(hold, HoldRecord) and record_ts_ms >= hold.expires_at_ms:
+        return _expired_now(state, wallet, hold, command_id)
+    return hold
+
+
 def _return_hold(
     state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str, status: str
 ) -> Transfer:
@@ -334,11 +345,9 @@ def _hold(state: ClientState, wallet: Wallet, body: Hold, record_ts_ms: int) -> 
 def _confirm(
     state: ClientState, wallet: Wallet, command_id: str, body: ConfirmHold, record_ts_ms: int
 ) -> Decision:
-    hold = _open_hold(state, body.hold_id)
+    hold = _live_hold(state, wallet, body.hold_id, command_id, record_ts_ms)
     if isinstance(hold, Decision):
         return hold
-    if record_ts_ms >= hold.expires_at_ms:
-        return _expired_now(state, wallet, hold, command_id)
     amount = hold.amount_minor if body.amount_minor is None else body.amount_minor
     if amount > hold.amount_minor:
         return _rejected(
@@ -374,11 +383,9 @@ def _confirm(
 def _release(
     state: ClientState, wallet: Wallet, command_id: str, body: ReleaseHold, record_ts_ms: int
 ) -> Decision:
-    hold = _open_hold(state, body.hold_id)
+    hold = _live_hold(state, wallet, body.hold_id, command_id, record_ts_ms)
     if isinstance(hold, Decision):
         return hold
-    if record_ts_ms >= hold.expires_at_ms:
-        return _expired_now(state, wallet, hold, command_id)
     transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.RELEASED)
     return _applied("hold released", (transfer,))
 

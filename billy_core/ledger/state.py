@@ -26,7 +26,6 @@ class HoldStatus:
     RELEASED = "released"
     EXPIRED = "expired"
     ALL = frozenset({OPEN, CONFIRMED, RELEASED, EXPIRED})
-    SETTLED = frozenset({CONFIRMED, RELEASED, EXPIRED})
 
 
 @dataclass(slots=True)
