@@ -64,13 +64,9 @@ def stack() -> dict[str, str]:
         pg = container.get_connection_url()
     if not (kafka and pg and _port_open(kafka) and _pg_answers(pg)):
         subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "up"], check=True, cwd=REPO)
-        written = dict(
-            line.split("=", 1)
-            for line in (REPO / ".state" / "stack.env").read_text().splitlines()
-            if "=" in line and not line.startswith("#")
-        )
-        kafka = kafka or written["BILLY_KAFKA_BOOTSTRAP"]
-        pg = pg or written["BILLY_DATABASE_URL"].strip("'")
+        written = Settings()  # reads the `.state/stack.env` that `up` just wrote
+        kafka = kafka or written.kafka_bootstrap
+        pg = pg or written.database_url
     return {"kafka": kafka, "pg": pg}
 
 

@@ -4,28 +4,15 @@ ranges, tenant isolation, and that names and emails never come out."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from billy_core import reads
 from billy_core.api import create_app
 from billy_core.settings import Settings
-from billy_core.store import migrate
 
 pytestmark = pytest.mark.integration
-
-SERVER_URL = ""  # set from the session's stack (tests/conftest.py) below
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stack_address(stack):
-    global SERVER_URL
-    SERVER_URL = stack["pg"]
-
 
 TOKENS = {"tok-autoru": "autoru", "tok-realty": "realty"}
 AUTORU = {"Authorization": "Bearer tok-autoru"}
@@ -47,29 +34,12 @@ APPLIED_ROWS = [
 ORDERED_IDS = ["cmd-a", "cmd-b", "cmd-c", "cmd-d", "cmd-e", "cmd-g", "cmd-f"]
 
 
-def _admin_connect() -> psycopg.Connection:
-    try:
-        return psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {SERVER_URL} does not answer ({exc}); run `make up`")
-
-
 @pytest.fixture(scope="module")
-def database_url():
-    name = f"api_test_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = SERVER_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        migrate.upgrade(Settings(database_url=url).sqlalchemy_url)
-        with psycopg.connect(url, autocommit=True) as conn:
-            _insert_rows(conn)
-        yield url
-    finally:
-        with _admin_connect() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def database_url(database_url):
+    """The module's fresh, migrated database (tests/conftest.py), with the rows below."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _insert_rows(conn)
+    return database_url
 
 
 def _insert_rows(conn: psycopg.Connection) -> None:

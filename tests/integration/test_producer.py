@@ -25,21 +25,12 @@ from producers.reader import ResultReader
 
 pytestmark = pytest.mark.integration
 
-BOOTSTRAP = ""  # set from the session's stack (tests/conftest.py) below
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stack_address(stack):
-    global BOOTSTRAP
-    BOOTSTRAP = stack["kafka"]
-
-
 TENANT = "autoru"
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings.model_construct(kafka_bootstrap=BOOTSTRAP)
+def settings(stack) -> Settings:
+    return Settings.model_construct(kafka_bootstrap=stack["kafka"])
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +39,7 @@ def admin(settings):
     try:
         client.list_topics(timeout=10)
     except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Kafka at {BOOTSTRAP} does not answer ({exc}); run `make up`")
+        pytest.fail(f"Kafka at {settings.kafka_bootstrap} does not answer ({exc}); run `make up`")
     return client
 
 
@@ -91,7 +82,7 @@ def _read_all(settings, topic: str, count: int, timeout_s: float = 30.0) -> list
 def test_every_command_round_trips_through_kafka(settings, topics):
     expires_at = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
     before_ms = time.time_ns() // 1_000_000
-    with BillyClient(BOOTSTRAP, TENANT, prefix=topics.prefix) as billy:
+    with BillyClient(settings.kafka_bootstrap, TENANT, prefix=topics.prefix) as billy:
         sent = [
             (
                 billy.register_client("c-1", "Ivan Petrov", "ivan@example.com", wait=True),
@@ -127,7 +118,7 @@ def test_every_command_round_trips_through_kafka(settings, topics):
 
 
 def test_adjust_goes_to_the_admin_topic_keyed_tenant_slash_client(settings, topics):
-    with BillyAdminClient(BOOTSTRAP, prefix=topics.prefix) as team:
+    with BillyAdminClient(settings.kafka_bootstrap, prefix=topics.prefix) as team:
         command_id = team.adjust(TENANT, "c-1", -250, "RUB", "double charge", wait=True)
     (record,) = _read_all(settings, topics.admin_commands, 1)
     assert record.key() == b"autoru/c-1"
@@ -137,10 +128,10 @@ def test_adjust_goes_to_the_admin_topic_keyed_tenant_slash_client(settings, topi
     c.validate(command, admin=True)
 
 
-def test_delivery_to_a_missing_topic_is_raised(topics):
+def test_delivery_to_a_missing_topic_is_raised(settings, topics):
     # Topics of another, never created prefix: the broker has auto creation off.
     client = BillyClient(
-        BOOTSTRAP,
+        settings.kafka_bootstrap,
         TENANT,
         prefix=topics.prefix + "-missing",
         extra_config={"delivery.timeout.ms": 3000},
@@ -194,7 +185,11 @@ def test_reader_waits_keeps_other_results_and_skips_aborted_ones(settings, topic
         aborted=[_result("r-aborted")],
     )
     with ResultReader(
-        BOOTSTRAP, TENANT, f"g-{uuid.uuid4().hex}", prefix=topics.prefix, idle_timeout_s=1.0
+        settings.kafka_bootstrap,
+        TENANT,
+        f"g-{uuid.uuid4().hex}",
+        prefix=topics.prefix,
+        idle_timeout_s=1.0,
     ) as reader:
         assert reader.wait_for("r-2", timeout_s=30) == _result("r-2", 2)
         assert reader.kept == 1  # r-1 was read on the way and kept
@@ -215,9 +210,11 @@ def test_commit_keeps_the_group_position(settings, topics):
     topic = topics.results(TENANT)
     _publish_results(settings, topic, committed=[_result("a"), _result("b")], aborted=[])
     group = f"g-{uuid.uuid4().hex}"
-    with ResultReader(BOOTSTRAP, TENANT, group, prefix=topics.prefix) as reader:
+    with ResultReader(settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix) as reader:
         reader.commit()  # nothing read yet: a no-op, not an error
         assert reader.wait_for("a", timeout_s=30).command_id == "a"
         reader.commit()
-    with ResultReader(BOOTSTRAP, TENANT, group, prefix=topics.prefix, idle_timeout_s=3) as again:
+    with ResultReader(
+        settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix, idle_timeout_s=3
+    ) as again:
         assert [r.command_id for r in again] == ["b"]
