@@ -32,15 +32,25 @@ class TopicSpec:
 def topic_specs(settings: Settings, topics_dir: Path = TOPICS_DIR) -> list[TopicSpec]:
     specs = []
     for path in sorted(topics_dir.glob("*.json")):
-        desc = json.loads(path.read_text())
-        name = desc["name"]
+        try:
+            desc = json.loads(path.read_text())
+            name, partitions = desc["name"], int(desc["partitions"])
+            config = {k: str(v) for k, v in desc.get("config", {}).items()}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path.name}: not JSON ({exc})") from None
+        except KeyError as exc:
+            raise ValueError(f"{path.name}: field {exc.args[0]!r} is missing") from None
+        except (TypeError, ValueError, AttributeError):
+            raise ValueError(
+                f"{path.name}: partitions must be an integer, config an object"
+            ) from None
         if not name.startswith(DEFAULT_PREFIX + "."):
             raise ValueError(f"{path.name}: name must start with '{DEFAULT_PREFIX}.', got {name!r}")
+        if partitions < 1:
+            raise ValueError(f"{path.name}: partitions must be >= 1, got {partitions}")
         name = settings.topic_prefix + name[len(DEFAULT_PREFIX) :]
-        partitions = int(desc["partitions"])
         if settings.topic_partitions_max:
             partitions = min(partitions, settings.topic_partitions_max)
-        config = {k: str(v) for k, v in desc.get("config", {}).items()}
         names = [name.format(tenant=t) for t in settings.tenants] if "{tenant}" in name else [name]
         specs += [TopicSpec(n, partitions, config) for n in names]
     return specs

@@ -36,6 +36,18 @@ def encode(seq: int) -> bytes:
     return str(seq).encode()
 
 
+def _decode(message) -> int:
+    """A position record's seq. Anything else was not written by a relay: stop, naming the
+    record, rather than guess a position (a wrong one republishes or skips records)."""
+    try:
+        return int(message.value().decode("ascii"))
+    except (AttributeError, UnicodeDecodeError, ValueError):
+        raise ValueError(
+            f"{message.topic()}[{message.partition()}]@{message.offset()}: value"
+            f" {message.value()!r} is not a decimal outbox seq"
+        ) from None
+
+
 def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> None:
     """Block until each partition's last stable offset reaches its high watermark as sampled
     now: every transaction that wrote there before this call is committed or aborted."""
@@ -101,7 +113,7 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[st
                     waiting.discard(message.partition())
                     continue
                 raise TransientError(str(message.error()))
-            positions[message.key().decode()] = int(message.value())
+            positions[message.key().decode()] = _decode(message)
         return positions
     finally:
         consumer.close()

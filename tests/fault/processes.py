@@ -46,14 +46,14 @@ class Supervisor:
         return role
 
     def _spawn(self, role: Role) -> None:
-        log = open(role.log_path, "ab")
-        role.proc = subprocess.Popen(
-            [*BILLY, role.command],
-            env=self.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(role.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            role.proc = subprocess.Popen(
+                [*BILLY, role.command],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         role.starts += 1
         role.planned_kill = False
 
