@@ -65,20 +65,22 @@ def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> Non
         )
         return {tp.partition: f.result().offset for tp, f in futures.items()}
 
+    # A topic created a moment ago may not have a leader yet: retry until the deadline.
     deadline = time.monotonic() + timeout_s
-    try:
-        high = offsets(IsolationLevel.READ_UNCOMMITTED)
-        while True:
+    high: dict[int, int] | None = None
+    while True:
+        try:
+            if high is None:
+                high = offsets(IsolationLevel.READ_UNCOMMITTED)
             stable = offsets(IsolationLevel.READ_COMMITTED)
             if all(stable[p] >= high[p] for p in high):
                 return
-            if time.monotonic() > deadline:
-                raise TransientError(
-                    f"{topic}: transactions still undecided after {timeout_s:.0f}s"
-                )
-            time.sleep(0.2)
-    except KafkaException as exc:
-        raise TransientError(f"{topic}: {exc}") from exc
+            problem = "transactions still undecided"
+        except KafkaException as exc:
+            problem = f"offsets unavailable ({exc.args[0]})"
+        if time.monotonic() > deadline:
+            raise TransientError(f"{topic}: {problem} after {timeout_s:.0f}s")
+        time.sleep(0.2)
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[str, int]:
