@@ -1,9 +1,10 @@
 """Kafka configs for the SDK: billy's own (billy_core.kafka.config) plus the service's extras.
 
-The service passes a bootstrap string, not billy's Settings: `Settings.model_construct`
-builds one without reading the environment, so a vertical service's own `BILLY_*` variables
-(or their absence) cannot change what the SDK does. Extra options (SASL, TLS, client tuning)
-are merged over billy's; the few options correctness depends on cannot be overridden.
+The service passes a bootstrap string, not billy's Settings: `SdkSettings` carries only
+that, so a vertical service's own `BILLY_*` variables (or their absence) cannot change what
+the SDK does, and the SDK needs neither pydantic-settings nor anything else of the server.
+Extra options (SASL, TLS, client tuning) are merged over billy's; the few options
+correctness depends on cannot be overridden.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-
-from billy_core.settings import Settings
 
 # The options whose values the exactly-once contract rests on; an extra config may not touch them.
 PROTECTED_OPTIONS = frozenset(
@@ -27,16 +27,28 @@ PROTECTED_OPTIONS = frozenset(
         "isolation.level",
         "enable.auto.commit",
         "on_delivery",
+        # The contract's partitioner: another one sends a client's commands to a partition
+        # where billy's own ExpireHold for that client does not go (order lost).
+        "partitioner",
     }
 )
 _TENANT = re.compile(r"^[a-z0-9-]+$")
 _RESERVED_TENANTS = frozenset({"admin", "internal"})
 
 
-def settings_for(bootstrap: str) -> Settings:
+@dataclass(frozen=True, slots=True)
+class SdkSettings:
+    """All of billy's settings the SDK's client configs read (billy_core.kafka.config's
+    KafkaSettings)."""
+
+    kafka_bootstrap: str
+
+
+def settings_for(bootstrap: str) -> SdkSettings:
+    """Raises ValueError for an empty or non-string bootstrap."""
     if not isinstance(bootstrap, str) or not bootstrap.strip():
         raise ValueError("bootstrap: must be 'host:port[,host:port...]'")
-    return Settings.model_construct(kafka_bootstrap=bootstrap.strip())
+    return SdkSettings(kafka_bootstrap=bootstrap.strip())
 
 
 def check_tenant(tenant: str) -> str:

@@ -4,12 +4,28 @@ once, with the reason; the rest of billy asks these functions and never builds a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from billy_core.settings import Settings
+if TYPE_CHECKING:  # only for types: the SDK uses this module without the server's settings
+    from billy_core.settings import Settings
 
 
-def _common(settings: Settings, client_id: str) -> dict[str, Any]:
+class KafkaSettings(Protocol):
+    """What a client config needs from settings. billy's `Settings` fits; so does the SDK's
+    bootstrap-only stand-in (producers._config), which spares a vertical service
+    pydantic-settings and billy's environment."""
+
+    @property
+    def kafka_bootstrap(self) -> str: ...
+
+
+# The contract's partitioner (DESIGN.md, Topics): Kafka's Java default, murmur2 of the key
+# bytes, so a JVM service and billy put a client on the same partition. librdkafka's own
+# default (consistent_random, CRC32) would not; null keys stay random, as in Java.
+JAVA_COMPATIBLE_PARTITIONER = "murmur2_random"
+
+
+def _common(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": client_id,
@@ -46,10 +62,12 @@ def ledger_consumer(settings: Settings, client_id: str = "billy-ledger") -> dict
     }
 
 
-def plain_producer(settings: Settings, client_id: str) -> dict[str, Any]:
-    """An idempotent producer for commands and the DLQ."""
+def plain_producer(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """An idempotent producer for commands (the SDK, the sweeper) and the DLQ."""
     return {
         **_common(settings, client_id),
+        # Keys land where a Java producer puts them: see JAVA_COMPATIBLE_PARTITIONER.
+        "partitioner": JAVA_COMPATIBLE_PARTITIONER,
         # Every in-sync replica has the record before it counts as sent.
         "acks": "all",
         # No duplicates or reordering from the producer's own retries.
@@ -62,8 +80,9 @@ def plain_producer(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-def transactional_producer(settings: Settings, transactional_id: str) -> dict[str, Any]:
-    """The relay's producer: outputs and the relay's own position in one Kafka transaction."""
+def transactional_producer(settings: KafkaSettings, transactional_id: str) -> dict[str, Any]:
+    """The relay's producer: outputs and the relay's own position in one Kafka transaction.
+    Its keyed outputs use the contract's partitioner too (inherited from plain_producer)."""
     return {
         **plain_producer(settings, transactional_id),
         # A new instance with the same id fences the old one and aborts its open transaction.
@@ -75,7 +94,9 @@ def transactional_producer(settings: Settings, transactional_id: str) -> dict[st
     }
 
 
-def reader(settings: Settings, group_id: str, client_id: str = "billy-reader") -> dict[str, Any]:
+def reader(
+    settings: KafkaSettings, group_id: str, client_id: str = "billy-reader"
+) -> dict[str, Any]:
     """A consumer that reads outputs the way a tenant's service should: committed data only."""
     return {
         **_common(settings, client_id),
@@ -86,5 +107,5 @@ def reader(settings: Settings, group_id: str, client_id: str = "billy-reader") -
     }
 
 
-def admin(settings: Settings) -> dict[str, Any]:
+def admin(settings: KafkaSettings) -> dict[str, Any]:
     return _common(settings, "billy-admin")
