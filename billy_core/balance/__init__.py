@@ -1,0 +1,1 @@
+"""The Balance adapter: the only code in billy that knows XML-RPC or Balance's field names."""
