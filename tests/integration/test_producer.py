@@ -1,13 +1,18 @@
 """The producer SDK against the real broker: every command comes out of the topic as the same
-Command, keyed as the contract says; ResultReader reads committed results only and keeps
-results of other commands for later. Each test uses a fresh topic prefix (auto topic creation
-is off on the broker, so the test creates its topics, one partition each)."""
+Command, keyed as the contract says; ResultReader reads committed results only, keeps
+results of other commands for later, and finds a command's result after a restart without
+close() and with two instances in one group. Each test uses a fresh topic prefix (auto topic
+creation is off on the broker, so the test creates its topics, one partition each unless it
+says otherwise)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -16,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from billy_core import commands as c
 from billy_core.codec import decode_command, encode_result
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.partitioner import java_partition
 from billy_core.kafka.topics import TopicNames
 from billy_core.results import Code, Result, Status
 from billy_core.settings import Settings
@@ -44,12 +50,18 @@ def admin(settings):
 
 
 @pytest.fixture
-def topics(admin):
+def partitions() -> int:
+    """Partitions of each topic `topics` makes; a test overrides it with parametrize."""
+    return 1
+
+
+@pytest.fixture
+def topics(admin, partitions):
     """A fresh prefix with the tenant's commands and results topics and the admin topic."""
     names = TopicNames(f"t{uuid.uuid4().hex[:12]}")
     wanted = [names.commands(TENANT), names.results(TENANT), names.admin_commands]
     for future in admin.create_topics(
-        [NewTopic(t, num_partitions=1, replication_factor=1) for t in wanted],
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
         operation_timeout=30,
     ).values():
         future.result(timeout=30)
@@ -141,10 +153,10 @@ def test_delivery_to_a_missing_topic_is_raised(settings, topics):
     assert info.value.command_ids == ["lost-1"]
 
 
-def _result(command_id: str, available_minor: int = 100) -> Result:
+def _result(command_id: str, available_minor: int = 100, client_id: str = "c-1") -> Result:
     return Result(
         command_id=command_id,
-        client_id="c-1",
+        client_id=client_id,
         status=Status.APPLIED,
         code=Code.OK,
         message="",
@@ -167,12 +179,12 @@ def _publish_results(settings, topic: str, committed: list[Result], aborted: lis
     producer.init_transactions(30)
     producer.begin_transaction()
     for r in aborted:
-        producer.produce(topic, key=b"c-1", value=encode_result(r))
+        producer.produce(topic, key=r.client_id.encode(), value=encode_result(r))
     producer.flush(30)
     producer.abort_transaction(30)
     producer.begin_transaction()
     for r in committed:
-        producer.produce(topic, key=b"c-1", value=encode_result(r))
+        producer.produce(topic, key=r.client_id.encode(), value=encode_result(r))
     producer.commit_transaction(30)
 
 
@@ -202,7 +214,8 @@ def test_reader_waits_keeps_other_results_and_skips_aborted_ones(settings, topic
         with pytest.raises(TimeoutError, match="r-aborted"):
             reader.wait_for("r-aborted", timeout_s=2)
         assert time.monotonic() - started < 5
-        assert [r.command_id for r in reader] == ["r-3"]
+        # The group's iteration is independent of wait_for: every committed result, in order.
+        assert [r.command_id for r in reader] == ["r-1", "r-2", "r-3", "r-1"]
         reader.commit()
 
 
@@ -212,9 +225,96 @@ def test_commit_keeps_the_group_position(settings, topics):
     group = f"g-{uuid.uuid4().hex}"
     with ResultReader(settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix) as reader:
         reader.commit()  # nothing read yet: a no-op, not an error
-        assert reader.wait_for("a", timeout_s=30).command_id == "a"
+        assert reader.wait_for("b", timeout_s=30).command_id == "b"
+        reader.commit()  # wait_for moves no group position: still a no-op
+        assert reader.poll(30).command_id == "a"
         reader.commit()
     with ResultReader(
         settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix, idle_timeout_s=3
     ) as again:
         assert [r.command_id for r in again] == ["b"]
+
+
+# A service instance that joins the group, reads, says so, and waits to be killed: a crash
+# never sends the group a LeaveGroup, so the broker keeps it as a member until its session
+# times out (librdkafka's default, 45 s).
+_MEMBER = """
+import sys, time
+from producers.reader import ResultReader
+reader = ResultReader(sys.argv[1], "autoru", sys.argv[2], prefix=sys.argv[3])
+deadline = time.monotonic() + 30
+while not reader._consumer.assignment() and time.monotonic() < deadline:
+    reader.poll(0.5)
+print("assigned" if reader._consumer.assignment() else "unassigned", flush=True)
+time.sleep(120)
+"""
+
+
+def test_wait_for_after_a_restart_without_close(settings, topics):
+    topic = topics.results(TENANT)
+    group = f"g-{uuid.uuid4().hex}"
+    member = subprocess.Popen(
+        [sys.executable, "-c", _MEMBER, settings.kafka_bootstrap, group, topics.prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert member.stdout.readline().strip() == "assigned"
+    finally:
+        member.kill()  # the restart: no close(), no LeaveGroup
+        member.wait(10)
+    # One result published while the service was down, one after it came back.
+    _publish_results(settings, topic, committed=[_result("before-restart")], aborted=[])
+    started = time.monotonic()
+    with ResultReader(settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix) as reader:
+        assert reader.wait_for("before-restart", timeout_s=20).command_id == "before-restart"
+        _publish_results(settings, topic, committed=[_result("after-restart")], aborted=[])
+        assert reader.wait_for("after-restart", timeout_s=20).command_id == "after-restart"
+    # Well within the dead member's session: the old reader waited for it to expire (45 s).
+    assert time.monotonic() - started < 15
+
+
+def _clients_on_every_partition(partitions: int) -> list[str]:
+    """One client id per partition, by the contract's partitioner (where billy's relay puts
+    each client's results)."""
+    found: dict[int, str] = {}
+    for i in range(10_000):
+        client_id = f"client-{i}"
+        found.setdefault(java_partition(client_id.encode(), partitions), client_id)
+        if len(found) == partitions:
+            return [found[p] for p in range(partitions)]
+    raise AssertionError("no client id for some partition")
+
+
+@pytest.mark.parametrize("partitions", [6])
+def test_wait_for_with_two_instances_in_one_group(settings, topics, partitions):
+    topic = topics.results(TENANT)
+    group = f"g-{uuid.uuid4().hex}"
+    kw = {"prefix": topics.prefix, "idle_timeout_s": 1.0}
+    with (
+        ResultReader(settings.kafka_bootstrap, TENANT, group, **kw) as first,
+        ResultReader(settings.kafka_bootstrap, TENANT, group, **kw) as second,
+    ):
+        # Both instances also read the group's stream, so the group splits the partitions.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            first._consumer.assignment() and second._consumer.assignment()
+        ):
+            first.poll(0.2)
+            second.poll(0.2)
+        owned = [{tp.partition for tp in r._consumer.assignment()} for r in (first, second)]
+        assert owned[0] and owned[1] and not owned[0] & owned[1], owned
+
+        clients = _clients_on_every_partition(partitions)
+        results = [_result(f"cmd-{i}", client_id=c) for i, c in enumerate(clients)]
+        _publish_results(settings, topic, committed=results, aborted=[])
+        # Each instance waits for the commands it sent: every other one, on every partition,
+        # so each waits for results on partitions the group gave the other instance.
+        for i, result in enumerate(results):
+            reader = first if i % 2 == 0 else second
+            found = reader.wait_for(result.command_id, timeout_s=15)
+            assert found == result
+        # The group still delivers each result once, to the instance owning its partition.
+        seen = [r.command_id for r in first] + [r.command_id for r in second]
+        assert sorted(seen) == sorted(r.command_id for r in results)
