@@ -1,4 +1,4 @@
-"""billy's roles as OS processes (`python -m billy_core.cli <role>`), the way production runs
+"""billy's roles as OS processes (`python -m billy.cli <role>`), the way production runs
 them; peak memory from /proc, and an optional py-spy recording of a role."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class RoleProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "billy_core.cli", "--log-level", "WARNING", role],
+            [sys.executable, "-m", "billy.cli", "--log-level", "WARNING", role],
             env={**os.environ, **env}, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )

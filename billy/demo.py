@@ -21,7 +21,7 @@ _TIMEOUT_S = 60
 
 
 def run_demo(settings: Settings, tenant: str) -> int:
-    from billy_core.cli import prepare, role_target
+    from billy.roles import prepare, role_target
     from producers import BillyAdminClient, BillyClient, ResultReader
 
     prefix = f"demo{uuid.uuid4().hex[:6]}"

@@ -1,12 +1,14 @@
-"""billy's failure routes, as one exception tree.
+"""billy's failure routes, as one exception tree (a test compares it with the classes).
 
     BillyError
-    ├── PoisonFlood        too many undecodable records: a bad deploy upstream; stop the consumer
-    ├── InvariantViolation (billy_core.ledger.invariants) a broken ledger rule; crash, never go on
-    └── TransientError     PostgreSQL, broker or Balance trouble; retried with backoff
+    ├── InvariantViolation      a broken ledger rule: crash, never go on (nothing commits)
+    ├── OffsetConflict          the stored position moved: this consumer lost the partition
+    ├── TransientError          PostgreSQL, broker or Balance trouble that passes: retry
+    └── PermanentDatabaseError  PostgreSQL refused a statement for good: retrying cannot help
 
-A poison record itself is not an exception: it is a value (`consumers.ledger.records.Poison`)
-routed to the DLQ. A business rejection is not an exception either: it is a Result.
+Poison records are not exceptions: they are values (`billy_core.stream.Poison`) routed to
+the DLQ. Business rejections are not exceptions either: they are Results. Driver errors are
+translated into this tree in one place, `billy_core.db.classify`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,24 @@ class BillyError(Exception):
     """Base of billy's own errors."""
 
 
-class PoisonFlood(BillyError):
-    """The share of poison records passed the configured cap: stop rather than DLQ everything."""
+class InvariantViolation(BillyError):
+    """A ledger invariant does not hold: a bug or corrupt data, never bad input.
+
+    Raised inside the transaction, so nothing is written; the process stops."""
+
+
+class OffsetConflict(BillyError):
+    """The stored offset is not where this consumer left it: another consumer owns the
+    partition now (this one is a zombie), or advanced it. Nothing was written."""
 
 
 class TransientError(BillyError):
     """Trouble that passes: retry with backoff."""
+
+
+class PermanentDatabaseError(BillyError):
+    """PostgreSQL refused a statement in a way that repeats on every attempt."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate

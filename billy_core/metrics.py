@@ -8,7 +8,7 @@ client id, command id, name or email.
 | --- | --- | --- | --- |
 | billy_commands_total | counter | tenant, kind, code | fresh commands applied or rejected |
 | billy_duplicates_total | counter | tenant | resends answered with the stored result |
-| billy_dlq_records_total | counter | source | poison records to the DLQ (commands or admin) |
+| billy_dlq_records_total | counter | source | poison records to the DLQ, by reading role |
 | billy_batch_records | histogram | | records per partition transaction |
 | billy_apply_seconds | histogram | | one partition transaction, lock to commit |
 | billy_end_to_end_seconds | histogram | | record timestamp to ledger commit |
@@ -19,6 +19,8 @@ client id, command id, name or email.
 | billy_relay_published_total | counter | topic_kind | records published by the relay |
 | billy_relay_transaction_seconds | histogram | | one relay Kafka transaction |
 | billy_hold_expiries_total | counter | | ExpireHold commands sent by the sweeper |
+| billy_misrouted_records_total | counter | role | records off their key's partition |
+| billy_partitions_paused_total | counter | role | partitions paused by the poison cap |
 """
 
 from __future__ import annotations
@@ -52,3 +54,11 @@ relay_transaction_seconds = Histogram(
     "billy_relay_transaction_seconds", "One relay Kafka transaction", buckets=_LATENCY_BUCKETS_S
 )
 hold_expiries = Counter("billy_hold_expiries_total", "ExpireHold commands sent by the sweeper")
+misrouted_records = Counter(
+    "billy_misrouted_records_total",
+    "Records found on a partition other than their key's (applied where they landed)",
+    ["role"],
+)
+partitions_paused = Counter(
+    "billy_partitions_paused_total", "Partitions paused by the poison cap", ["role"]
+)

@@ -17,7 +17,7 @@ import time
 import psycopg
 from confluent_kafka import Producer
 
-from billy_core import metrics
+from billy_core import metrics, retry
 from billy_core.codec import encode_command
 from billy_core.commands import Command, ExpireHold
 from billy_core.kafka import config as kafka_config
@@ -45,20 +45,28 @@ class HoldSweeper:
         self._resend_after_s = max(30.0, 10 * settings.hold_sweep_interval_s)
 
     def run(self, stop: threading.Event) -> None:
-        producer = Producer(kafka_config.plain_producer(self.settings, "billy-sweeper"))
-        conn = None
+        # Keyed by client id with Kafka's Java default partitioner (kafka_config), so an
+        # ExpireHold lands on the partition of the client's own commands.
+        producer = Producer(
+            kafka_config.plain_producer(self.settings, "billy-sweeper"),
+            logger=logging.getLogger("billy.kafka"),
+        )
+        conn: psycopg.Connection | None = None
         try:
             while not stop.wait(self.settings.hold_sweep_interval_s):
-                try:
-                    if conn is None or conn.closed:
-                        conn = psycopg.connect(
-                            self.settings.database_url, autocommit=True, connect_timeout=5
-                        )
-                    self.sweep_once(conn, producer)
-                except psycopg.OperationalError as exc:
-                    log.warning("hold sweep skipped (%s)", exc)
-                    metrics.db_retries.labels("sweeper").inc()
-                    conn = None
+                for attempt in retry.transient(
+                    "sweeper", "sweeping expired holds", stop_event=stop
+                ):
+                    with attempt:
+                        try:
+                            if conn is None or conn.closed:
+                                conn = psycopg.connect(
+                                    self.settings.database_url, autocommit=True, connect_timeout=5
+                                )
+                            self.sweep_once(conn, producer)
+                        except psycopg.OperationalError:
+                            conn = None
+                            raise
         finally:
             producer.flush(10)
             if conn is not None:

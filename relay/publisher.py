@@ -1,4 +1,4 @@
-"""The relay loop: outbox rows out to Kafka in transactions, position included, then cleanup.
+"""The relay: outbox rows out to Kafka in transactions, position included, then cleanup.
 
 Each Kafka transaction carries a batch of outbox rows (every shard in `seq` order, so each
 client's records keep the order the ledger applied them in) and the new position of every
@@ -7,7 +7,8 @@ between is harmless because the next relay reads its position from Kafka and ski
 
 One relay owns a shard at a time: shard ownership is `hashtext(shard) mod relay_instances`,
 and the transactional id is `<prefix>-relay-<instance>`, so a second relay started with the
-same instance number fences the first (its next commit fails and it stops).
+same instance number fences the first (its next commit fails and it stops). A relay reads
+only its own deployment's rows (`deployment` = its topic prefix).
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from collections import Counter
 import psycopg
 from confluent_kafka import KafkaException, Producer
 
-from billy_core import metrics
+from billy_core import metrics, retry
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
-from consumers.relay import positions as relay_positions
+from billy_core.stream.outbox import decode_headers
+from relay import positions as relay_positions
 
 log = logging.getLogger("billy.relay")
 
-_OWNED = "(hashtext(shard) & 2147483647) %% %(instances)s = %(instance)s"
+_OWNED = (
+    "{t}deployment = %(deployment)s"
+    " AND (hashtext({t}shard) & 2147483647) %% %(instances)s = %(instance)s"
+)
 
 # Rows past each shard's published position (rows at or below it wait for cleanup and must not
 # crowd out new ones), at most `per_shard` per shard so no shard starves the others.
@@ -37,12 +42,12 @@ _FETCH = (
     "  SELECT o.*, row_number() OVER (PARTITION BY o.shard ORDER BY o.seq) AS rn"
     "  FROM outbox o LEFT JOIN unnest(%(shards)s::text[], %(seqs)s::bigint[]) AS p(shard, seq)"
     "  ON p.shard = o.shard"
-    f"  WHERE {_OWNED.replace('shard', 'o.shard')} AND o.seq > coalesce(p.seq, 0)"
+    f"  WHERE {_OWNED.format(t='o.')} AND o.seq > coalesce(p.seq, 0)"
     ") x WHERE rn <= %(per_shard)s ORDER BY shard, seq"
 )
 _DELETE = (
     "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
-    " WHERE o.shard = p.shard AND o.seq <= p.seq"
+    " WHERE o.deployment = %s AND o.shard = p.shard AND o.seq <= p.seq"
 )
 
 
@@ -51,6 +56,7 @@ class Relay:
         self.settings = settings
         self.topics = topics or TopicNames(settings.topic_prefix)
         self.params = {
+            "deployment": self.topics.prefix,
             "instances": settings.relay_instances,
             "instance": settings.relay_instance,
             "per_shard": max(1, settings.relay_batch_max // 4),
@@ -69,21 +75,17 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         transactional_id = f"{self.topics.prefix}-relay-{self.settings.relay_instance}"
-        producer = Producer(kafka_config.transactional_producer(self.settings, transactional_id))
+        producer = Producer(
+            kafka_config.transactional_producer(self.settings, transactional_id),
+            logger=logging.getLogger("billy.kafka"),
+        )
         # Fences any older relay with this id and aborts its open transaction.
         producer.init_transactions(60)
         self.published = relay_positions.read_all(self.settings, self.topics.relay_positions)
         log.info("relay %s starts from %d shard positions", transactional_id, len(self.published))
         self._cleanup(self.published)
         while not stop.is_set():
-            try:
-                rows = self._fetch()
-            except psycopg.OperationalError as exc:
-                log.warning("outbox unavailable (%s); retrying", exc)
-                metrics.db_retries.labels("relay").inc()
-                self._conn = None
-                time.sleep(1.0)
-                continue
+            rows = self._fetch()
             if not rows:
                 metrics.outbox_backlog.set(0)
                 if self._cleanup_pending:
@@ -96,11 +98,19 @@ class Relay:
         producer.flush(10)
 
     def _fetch(self) -> list[tuple]:
-        with self._db().cursor() as cur:
-            shards = list(self.published)
-            seqs = [self.published[s] for s in shards]
-            cur.execute(_FETCH, {**self.params, "shards": shards, "seqs": seqs})
-            return cur.fetchall()
+        """The next rows to publish; waits out PostgreSQL outages (bounded backoff)."""
+        shards = list(self.published)
+        params = {**self.params, "shards": shards, "seqs": [self.published[s] for s in shards]}
+        for attempt in retry.transient("relay", "reading the outbox"):
+            with attempt:
+                try:
+                    with self._db().cursor() as cur:
+                        cur.execute(_FETCH, params)
+                        return cur.fetchall()
+                except psycopg.OperationalError:
+                    self._conn = None
+                    raise
+        raise AssertionError("unreachable: tenacity reraises")
 
     def _publish(self, producer: Producer, rows: list[tuple]) -> dict[str, int]:
         """One Kafka transaction: the rows, then the shards' new positions. Raises
@@ -112,10 +122,8 @@ class Relay:
         producer.begin_transaction()
         try:
             for shard, seq, topic, key, value, event_id, headers in rows:
-                record_headers = [("billy-event-id", event_id.encode())]
-                if headers:
-                    record_headers += [(k, str(v).encode()) for k, v in headers.items()]
-                _produce(producer, topic, bytes(key) or None, bytes(value), record_headers)
+                record_headers = [*decode_headers(headers), ("billy-event-id", event_id.encode())]
+                _produce(producer, topic, _bytes(key), _bytes(value), record_headers)
                 touched[shard] = seq
                 kinds[_kind(self.topics, topic)] += 1
             for shard, seq in touched.items():
@@ -144,9 +152,13 @@ class Relay:
             return
         try:
             with self._db().cursor() as cur:
-                cur.execute(_DELETE, (list(published), list(published.values())))
+                cur.execute(
+                    _DELETE, (list(published), list(published.values()), self.topics.prefix)
+                )
                 if time.monotonic() >= self._backlog_due:  # a count is a scan: not every loop
-                    cur.execute(f"SELECT count(*) FROM outbox WHERE {_OWNED}", self.params)
+                    cur.execute(
+                        f"SELECT count(*) FROM outbox WHERE {_OWNED.format(t='')}", self.params
+                    )
                     metrics.outbox_backlog.set(cur.fetchone()[0])
                     self._backlog_due = time.monotonic() + 5.0
             self._cleanup_pending = False
@@ -178,6 +190,10 @@ def _produce(producer: Producer, topic: str, key, value, headers) -> None:
             return
         except BufferError:
             producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _kind(topics: TopicNames, topic: str) -> str:

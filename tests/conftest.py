@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from billy_core.cli import role_target
+from billy.roles import role_target
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.store import migrate

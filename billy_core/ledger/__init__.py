@@ -9,7 +9,8 @@ account names and `invariants` for the checks that stay on in production.
 """
 
 from billy_core.ledger import accounts
-from billy_core.ledger.core import AppliedKind, AppliedLine, Decision, Transfer, decide
+from billy_core.ledger.core import decide
+from billy_core.ledger.decision import AppliedKind, AppliedLine, Decision, Transfer
 from billy_core.ledger.invariants import (
     InvariantViolation,
     check_client,

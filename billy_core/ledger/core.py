@@ -49,8 +49,6 @@ Messages are short and never contain names or emails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from billy_core.commands import (
     BALANCE_BODIES,
     Adjust,
@@ -64,50 +62,12 @@ from billy_core.commands import (
     ReleaseHold,
 )
 from billy_core.ledger import accounts
+from billy_core.ledger.decision import AppliedKind, AppliedLine, Decision, Transfer
 from billy_core.ledger.invariants import InvariantViolation, check_client, check_decision
 from billy_core.ledger.state import ChargeRecord, ClientState, HoldRecord, HoldStatus, Wallet
 from billy_core.results import Code, Status
 
 __all__ = ["AppliedKind", "AppliedLine", "Decision", "Transfer", "decide"]
-
-
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """One double entry: `amount_minor` (> 0) leaves `source` and reaches `target`.
-
-    An account's balance is what it received minus what it sent.
-    """
-
-    source: str
-    target: str
-    amount_minor: int
-    currency: str
-
-
-class AppliedKind:
-    CHARGE = "CHARGE"
-    REFUND = "REFUND"
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedLine:
-    """A row of the applied-services log (`billy.applied-services`)."""
-
-    kind: str  # AppliedKind.CHARGE | AppliedKind.REFUND
-    product_id: str
-    amount_minor: int
-    currency: str
-    refund_of: str | None  # the refunded Charge/ConfirmHold command_id, for REFUND
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    status: Status
-    code: Code
-    message: str
-    transfers: tuple[Transfer, ...] = ()
-    applied: tuple[AppliedLine, ...] = ()
-    details: dict[str, str] = field(default_factory=dict)
 
 
 def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:

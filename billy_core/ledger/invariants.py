@@ -5,7 +5,7 @@ Python's `assert` disappears under `-O`, so these are explicit checks that raise
 is a rejected result. The process must crash and restart from its last commit rather
 than write anything; never catch this error to carry on.
 
-    RuntimeError
+    billy_core.errors.BillyError
      └── InvariantViolation
 
 `decide` calls `check_client` before and after every command (precondition and
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from billy_core.errors import InvariantViolation
 from billy_core.ledger import accounts
+from billy_core.ledger.decision import Decision, Transfer
 from billy_core.ledger.state import ClientState, HoldStatus, Wallet
 from billy_core.results import Code, Status
-
-if TYPE_CHECKING:  # core imports this module; avoid the cycle at run time
-    from billy_core.ledger.core import Decision, Transfer
 
 __all__ = [
     "InvariantViolation",
@@ -37,10 +35,6 @@ __all__ = [
 ]
 
 _TENANT = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-class InvariantViolation(RuntimeError):
-    """A ledger invariant is broken. Crash; never publish or commit what led here."""
 
 
 def _fail(what: str, state_key: str) -> None:

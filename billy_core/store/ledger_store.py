@@ -1,4 +1,4 @@
-"""The ledger's SQL: load what a batch touches, write what it decided, advance the offset.
+"""The ledger's SQL: load what a batch touches, write what it decided.
 
 Every function takes an open psycopg cursor inside the caller's transaction; nothing here
 commits. Reads lock the wallet rows they return (`FOR UPDATE`, in key order, so two writers
@@ -15,82 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from billy_core.ledger.state import ChargeRecord, ClientState, HoldRecord, Wallet
 
 ClientKey = tuple[str, str]  # (tenant, client_id)
-
-
-class OffsetConflict(Exception):
-    """The stored offset is not where this consumer left it: another consumer owns the
-    partition now (this one is a zombie), or advanced it. Nothing was written."""
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    next_offset: int
-    outbox_seq: int
-
-
-# --- stored offsets ----------------------------------------------------------------------
-
-
-def claim_position(conn: psycopg.Connection, group: str, topic: str, partition: int) -> Position:
-    """The stored position of a partition, creating it at 0 on first sight. Commits."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
-            " VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING",
-            (group, topic, partition),
-        )
-        cur.execute(
-            "SELECT next_offset, outbox_seq FROM consumer_offsets"
-            " WHERE consumer_group = %s AND topic = %s AND partition = %s",
-            (group, topic, partition),
-        )
-        next_offset, outbox_seq = cur.fetchone()
-    return Position(next_offset, outbox_seq)
-
-
-def lock_position(
-    cur: psycopg.Cursor, group: str, topic: str, partition: int, expected_offset: int
-) -> Position:
-    """Lock the partition's row; raise OffsetConflict unless it still says `expected_offset`."""
-    cur.execute(
-        "SELECT next_offset, outbox_seq FROM consumer_offsets"
-        " WHERE consumer_group = %s AND topic = %s AND partition = %s FOR UPDATE",
-        (group, topic, partition),
-    )
-    row = cur.fetchone()
-    if row is None or row[0] != expected_offset:
-        raise OffsetConflict(
-            f"{topic}/{partition}: stored offset is {row and row[0]}, this consumer expected"
-            f" {expected_offset}"
-        )
-    return Position(row[0], row[1])
-
-
-def advance_position(
-    cur: psycopg.Cursor, group: str, topic: str, partition: int, before: Position, after: Position
-) -> None:
-    """The compare-and-set that commits a batch: it only moves from where it was locked."""
-    cur.execute(
-        "UPDATE consumer_offsets SET next_offset = %s, outbox_seq = %s, updated_at = now()"
-        " WHERE consumer_group = %s AND topic = %s AND partition = %s"
-        " AND next_offset = %s AND outbox_seq = %s",
-        (
-            after.next_offset,
-            after.outbox_seq,
-            group,
-            topic,
-            partition,
-            before.next_offset,
-            before.outbox_seq,
-        ),
-    )
-    if cur.rowcount != 1:
-        raise OffsetConflict(f"{topic}/{partition}: stored offset moved during the batch")
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -202,9 +130,6 @@ class Writes:
         default_factory=list
     )
     applied: list[tuple[str, str, str, str, str, int, str, str | None, int]] = field(
-        default_factory=list
-    )
-    outbox: list[tuple[str, int, str, bytes, bytes, str, dict[str, str] | None]] = field(
         default_factory=list
     )
 
@@ -333,12 +258,6 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             "applied_services (tenant, client_id, command_id, kind, product_id, amount_minor,"
             " currency, refund_of, applied_at_ms)",
             w.applied,
-        )
-    if w.outbox:
-        _copy(
-            cur,
-            "outbox (shard, seq, topic, key, value, event_id, headers)",
-            [(*row[:6], Jsonb(row[6]) if row[6] else None) for row in w.outbox],
         )
 
 

@@ -1,11 +1,20 @@
-"""Run Alembic migrations programmatically: `upgrade(url)` at start, `downgrade(url)` in tests."""
+"""Run Alembic migrations programmatically: `upgrade(url)` at start, `downgrade(url)` in tests.
+
+Roles started together on a fresh database all call `upgrade`; a PostgreSQL advisory lock
+(held on the migration's own connection) makes them take turns, so one migrates and the
+others find the database already at head.
+"""
 
 from __future__ import annotations
 
+import sqlalchemy
+import sqlalchemy.pool
 from alembic import command
 from alembic.config import Config
 
 HEAD = "head"
+# pg_advisory_lock key: any constant unique to billy's migrations ("billymig" in ASCII).
+MIGRATION_LOCK_KEY = 0x62696C6C796D6967
 
 
 def _config(sqlalchemy_url: str) -> Config:
@@ -17,7 +26,22 @@ def _config(sqlalchemy_url: str) -> Config:
 
 
 def upgrade(sqlalchemy_url: str, revision: str = HEAD) -> None:
-    command.upgrade(_config(sqlalchemy_url), revision)
+    engine = sqlalchemy.create_engine(sqlalchemy_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            try:
+                config = _config(sqlalchemy_url)
+                config.attributes["connection"] = conn  # env.py migrates on this connection
+                command.upgrade(config, revision)
+                conn.commit()
+            finally:
+                conn.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}
+                )
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def downgrade(sqlalchemy_url: str, revision: str = "base") -> None:

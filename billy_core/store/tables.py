@@ -50,20 +50,23 @@ consumer_offsets = Table(
 )
 
 # Records waiting for the relay. `shard` is the source "<topic>/<partition>": rows of one shard
-# are published in `seq` order, which is the order the ledger applied them.
+# are published in `seq` order, which is the order the ledger applied them. `deployment` (the
+# topic prefix) keeps two deployments on one database from publishing each other's rows.
 outbox = Table(
     "outbox",
     metadata,
     Column("shard", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("topic", Text, nullable=False),
-    Column("key", LargeBinary, nullable=False),
-    Column("value", LargeBinary, nullable=False),
+    Column("key", LargeBinary),  # null stays null (an exact DLQ copy)
+    Column("value", LargeBinary),  # null: a tombstone (an exact DLQ copy)
     Column("event_id", Text, nullable=False),
-    # Extra record headers, e.g. why and where from for a DLQ record: {"name": "value"}.
+    # Record headers in order: [[name, base64 value], ...] (billy_core.stream.outbox).
     Column("headers", JSONB),
     _now(),
+    Column("deployment", Text, nullable=False),
     PrimaryKeyConstraint("shard", "seq"),
+    Index("outbox_by_deployment", "deployment", "shard", "seq"),
 )
 
 # Who the client is. Names and emails live here only: never in keys, logs, metrics or topics.

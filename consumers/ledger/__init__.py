@@ -1,7 +1,26 @@
 """The ledger consumer: applies command records to the wallet ledger exactly once.
 
-The chain, per poll: `records.classify` (bytes to commands; poison to the DLQ), then
-`apply.PartitionApplier` (one PostgreSQL transaction per partition: idempotency, the pure
-ledger core, writes, outbox rows, and the offset compare-and-set that commits it all).
-`app.LedgerConsumer` owns the Kafka consumer, assignment and retries.
+A handler (`handler.LedgerHandler`: `decode` then `apply`) on the shared stream engine
+(`billy_core.stream`), which owns assignment, stored positions, the outbox, the DLQ and
+retries. `build` is the whole wiring.
 """
+
+from __future__ import annotations
+
+from billy_core.kafka.topics import TopicNames
+from billy_core.settings import Settings
+from billy_core.stream.engine import Engine
+from consumers.ledger.decode import Decoded
+from consumers.ledger.handler import LedgerHandler
+
+
+def build(settings: Settings) -> Engine[Decoded]:
+    topics = TopicNames(settings.topic_prefix)
+    handler = LedgerHandler(topics, frozenset(settings.tenants), settings.ledger_group)
+    return Engine(
+        settings,
+        handler,
+        deployment=topics.prefix,
+        dlq_topic=topics.dlq,
+        workers=settings.ledger_workers,
+    )

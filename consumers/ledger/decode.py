@@ -14,18 +14,7 @@ from dataclasses import dataclass
 from billy_core.codec import DecodeError, decode_command
 from billy_core.commands import Command, InvalidCommand, has_control_chars, validate
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A command record as the ledger sees it: where it came from and its raw bytes."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
+from billy_core.stream import Poison, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +26,7 @@ class Decoded:
     invalid: str | None  # why validation failed, or None when the command is sound
 
 
-@dataclass(frozen=True, slots=True)
-class Poison:
-    record: Record
-    reason: str
-
-
-def classify(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Decoded | Poison:
+def decode(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Decoded | Poison:
     """Never raises for bad input: every record becomes Decoded or Poison."""
     topic_tenant = topics.tenant_of(record.topic)
     if topic_tenant is None:

@@ -1,10 +1,10 @@
-"""Apply one partition's records in one PostgreSQL transaction, exactly once.
+"""The ledger handler: command records in, wallet ledger rows and outputs out.
 
-The transaction locks the partition's stored offset (compare-and-set against where this
-consumer believes it stands), loads the wallets, holds, charges and idempotency records the
-records name, runs each command through the pure ledger core in offset order, writes the
-rows and the outbox records, and moves the offset. A consumer that lost the partition finds
-the offset moved and writes nothing (OffsetConflict).
+`decode` (pure, `consumers.ledger.decode`) turns a record into a command or poison. `apply`
+runs inside the engine's partition transaction: it loads the wallets, holds, charges and
+idempotency records the batch names, runs each command through the pure ledger core in
+offset order, and writes the rows; results, applied-services lines and wallet snapshots go
+to the outbox it is given. The engine does the rest (positions, DLQ, retries, commit).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import psycopg
 
+from billy_core import metrics
 from billy_core.codec import (
     AppliedService,
     ServiceKind,
@@ -28,72 +28,65 @@ from billy_core.codec import (
 from billy_core.commands import ConfirmHold, ExpireHold, Hold, Refund, RegisterClient, ReleaseHold
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import TopicNames
-from billy_core.ledger.core import Decision, decide
+from billy_core.ledger.core import decide
+from billy_core.ledger.decision import Decision
 from billy_core.ledger.invariants import check_held_matches
 from billy_core.ledger.state import ClientState
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
-from consumers.ledger.records import Decoded, Poison
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What a partition batch did, for metrics and the caller's position."""
-
-    next_offset: int
-    results: int
-    duplicates: int
-    poison: int
-    by_kind: tuple[tuple[str, str], ...]  # (command kind, code) per fresh command
+from billy_core.stream import Batch, Outbox, Poison, Record, Summary
+from consumers.ledger.decode import Decoded, decode
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class PartitionApplier:
-    def __init__(self, topics: TopicNames, group: str) -> None:
+class LedgerHandler:
+    """The ledger's `billy_core.stream.Handler`."""
+
+    name = "ledger"
+
+    def __init__(self, topics: TopicNames, tenants: frozenset[str], group: str) -> None:
         self.topics = topics
+        self.tenants = tenants
         self.group = group
 
-    def apply(
-        self,
-        conn: psycopg.Connection,
-        topic: str,
-        partition: int,
-        expected_offset: int,
-        items: Sequence[Decoded | Poison],
-    ) -> Applied:
-        """Apply `items` (one partition, offset order, all >= expected_offset). Commits.
+    def subscription(self) -> list[str]:
+        return [self.topics.commands_pattern(self.tenants)]
 
-        Raises OffsetConflict (nothing written) when the stored offset is not
-        `expected_offset`; psycopg errors propagate for the caller's retry.
-        """
-        with conn.transaction(), conn.cursor() as cur:
-            before = store.lock_position(cur, self.group, topic, partition, expected_offset)
-            batch = _Batch(self.topics, topic, partition, before.outbox_seq)
-            fresh = [i for i in items if isinstance(i, Decoded)]
-            processed = store.load_processed(cur, {(d.tenant, d.command.command_id) for d in fresh})
-            states = store.load_states(cur, *_references(fresh))
-            loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
-            loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
-            for item in items:
-                if isinstance(item, Poison):
-                    batch.dead_letter(item)
-                else:
-                    batch.command(item, processed, states)
-            batch.snapshots(states, loaded_holds, loaded_charges)
-            store.write(cur, batch.writes)
-            # Postcondition, on in production: every changed wallet's held balance is the
-            # sum of its open holds. A breach raises InvariantViolation: nothing commits.
-            totals = store.open_hold_totals(cur, batch.changed)
-            for key in batch.changed:
-                check_held_matches(states[key].wallet, totals.get(key, 0))
-            after = store.Position(items[-1].record.offset + 1, batch.seq)
-            store.advance_position(cur, self.group, topic, partition, before, after)
-        return Applied(
-            after.next_offset, batch.results, batch.duplicates, batch.poison, tuple(batch.by_kind)
-        )
+    def decode(self, record: Record) -> Decoded | Poison:
+        return decode(record, self.topics, self.tenants)
+
+    def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
+        """Poison needs no answer besides its DLQ copy: it has no command id to answer."""
+
+    def observe(self, topic: str, summary: Summary) -> None:
+        tenant = self.topics.tenant_of(topic) or "?"
+        for kind, code in summary.outcomes:
+            metrics.commands.labels(tenant, kind, code).inc()
+        if summary.duplicates:
+            metrics.duplicates.labels(tenant).inc(summary.duplicates)
+
+    def apply(self, cur: psycopg.Cursor, batch: Batch[Decoded], outbox: Outbox) -> Summary:
+        fresh = batch.items
+        processed = store.load_processed(cur, {(d.tenant, d.command.command_id) for d in fresh})
+        states = store.load_states(cur, *_references(fresh))
+        loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
+        loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
+        rows = _Batch(self.topics, outbox)
+        for item in fresh:
+            rows.command(item, processed, states)
+        rows.snapshots(states, loaded_holds, loaded_charges)
+        store.write(cur, rows.writes)
+        # Postcondition, on in production: every changed wallet's held balance is the sum
+        # of its open holds. A breach raises InvariantViolation: nothing commits.
+        totals = store.open_hold_totals(cur, rows.changed)
+        for key in rows.changed:
+            wallet = states[key].wallet
+            assert wallet is not None  # changed implies it exists
+            check_held_matches(wallet, totals.get(key, 0))
+        return Summary(tuple(rows.by_kind), rows.duplicates)
 
 
 def _references(fresh: Sequence[Decoded]):
@@ -112,40 +105,15 @@ def _references(fresh: Sequence[Decoded]):
 class _Batch:
     """Accumulates the rows one partition batch writes; the decisions stay in the core."""
 
-    def __init__(self, topics: TopicNames, topic: str, partition: int, seq: int) -> None:
+    def __init__(self, topics: TopicNames, outbox: Outbox) -> None:
         self.topics = topics
-        self.shard = f"{topic}/{partition}"
-        self.seq = seq
+        self._out = outbox.add
         self.writes = store.Writes()
         self.changed: dict[tuple[str, str], None] = {}  # clients whose wallet changed, in order
         self.seen: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self.results = self.duplicates = self.poison = 0
+        self.results = self.duplicates = 0
         self.by_kind: list[tuple[str, str]] = []
         self.now_ms = _now_ms()
-
-    def _out(self, topic: str, key: str | bytes | None, value: bytes, event_id: str, headers=None):
-        self.seq += 1
-        if isinstance(key, str):
-            key = key.encode()
-        self.writes.outbox.append(
-            (self.shard, self.seq, topic, key or b"", value, event_id, headers)
-        )
-
-    def dead_letter(self, item: Poison) -> None:
-        r = item.record
-        self.poison += 1
-        self._out(
-            self.topics.dlq,
-            r.key,
-            r.value or b"",
-            f"dlq:{r.topic}:{r.partition}:{r.offset}",
-            {
-                "billy-dlq-reason": item.reason,
-                "billy-source-topic": r.topic,
-                "billy-source-partition": str(r.partition),
-                "billy-source-offset": str(r.offset),
-            },
-        )
 
     def _publish_result(self, d: Decoded, result_bytes: bytes) -> None:
         r = d.record

@@ -20,7 +20,8 @@ from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
 from billy_core.results import Code, Status
 from billy_core.settings import Settings
-from consumers.ledger.records import Decoded, Poison, Record, classify
+from billy_core.stream import Poison, Record
+from consumers.ledger.decode import Decoded, decode
 from tests.unit.reference_model import ReferenceModel
 
 
@@ -132,7 +133,7 @@ def check(
     poison: set[tuple[str, int, int]] = set()
     for m in inputs:
         record = Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value())
-        item = classify(record, topics, frozenset(tenants))
+        item = decode(record, topics, frozenset(tenants))
         if isinstance(item, Poison):
             poison.add((m.topic(), m.partition(), m.offset()))
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BILLY = [sys.executable, "-m", "billy_core.cli"]
+BILLY = [sys.executable, "-m", "billy.cli"]
 
 
 @dataclass

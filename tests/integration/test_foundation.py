@@ -15,8 +15,9 @@ from billy_core.codec import decode_command
 from billy_core.commands import Charge
 from billy_core.kafka import config as kafka_config
 from billy_core.settings import Settings
-from billy_core.store import ledger_store, migrate
+from billy_core.store import migrate
 from billy_core.store.tables import metadata
+from billy_core.stream import positions
 from tests.integration.kafka_io import Reader, Sender, cmd
 
 pytestmark = pytest.mark.integration
@@ -41,20 +42,18 @@ def test_avro_command_round_trip_through_the_broker(settings):
 
 def test_store_claims_and_advances_offsets(database_url):
     with psycopg.connect(database_url) as conn:
-        first = ledger_store.claim_position(conn, "g", "billy.autoru.commands", 3)
-        assert first == ledger_store.Position(0, 0)
+        first = positions.claim(conn, "g", "billy.autoru.commands", 3)
+        assert first == positions.Position(0, 0)
         with conn.transaction(), conn.cursor() as cur:
-            before = ledger_store.lock_position(cur, "g", "billy.autoru.commands", 3, 0)
-            ledger_store.advance_position(
-                cur, "g", "billy.autoru.commands", 3, before, ledger_store.Position(42, 7)
+            before = positions.lock(cur, "g", "billy.autoru.commands", 3, 0)
+            positions.advance(
+                cur, "g", "billy.autoru.commands", 3, before, positions.Position(42, 7)
             )
-        assert ledger_store.claim_position(conn, "g", "billy.autoru.commands", 3) == (
-            ledger_store.Position(42, 7)
-        )
+        assert positions.claim(conn, "g", "billy.autoru.commands", 3) == (positions.Position(42, 7))
         # A consumer that still believes the offset is 0 (a zombie) is refused.
-        with pytest.raises(ledger_store.OffsetConflict):
+        with pytest.raises(positions.OffsetConflict):
             with conn.transaction(), conn.cursor() as cur:
-                ledger_store.lock_position(cur, "g", "billy.autoru.commands", 3, 0)
+                positions.lock(cur, "g", "billy.autoru.commands", 3, 0)
 
 
 def test_migrations_go_up_and_down_and_match_the_tables(stack):

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from billy_core.errors import TransientError
 from billy_core.kafka import config as kafka_config
-from consumers.relay import positions
+from relay import positions
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,17 @@ import pytest
 
 from billy_core.codec import encode_command
 from billy_core.commands import Charge, Command, RegisterClient
+from billy_core.errors import OffsetConflict
 from billy_core.kafka.topics import TopicNames
-from billy_core.store import ledger_store
-from consumers.ledger.apply import PartitionApplier
-from consumers.ledger.records import Record, classify
+from billy_core.stream import Record, positions
+from billy_core.stream.apply_step import PartitionWork, apply_batch
+from consumers.ledger.handler import LedgerHandler
 
 pytestmark = pytest.mark.integration
 
 TOPIC = "z.autoru.commands"
 TOPICS = TopicNames("z")
+HANDLER = LedgerHandler(TOPICS, frozenset({"autoru"}), "zombie-group")
 
 
 def _items(commands: list[Command], first_offset: int = 0):
@@ -36,8 +38,13 @@ def _items(commands: list[Command], first_offset: int = 0):
             command.client_id.encode(),
             encode_command(command),
         )
-        out.append(classify(record, TOPICS, frozenset({"autoru"})))
+        out.append(HANDLER.decode(record))
     return out
+
+
+def _apply(conn, expected: int, items) -> None:
+    work = PartitionWork(TOPIC, 0, expected, items[-1].record.offset, items, ())
+    apply_batch(conn, HANDLER, "z", TOPICS.dlq, work)
 
 
 def _counts(conn) -> tuple:
@@ -48,16 +55,15 @@ def _counts(conn) -> tuple:
 
 
 def test_old_owner_writes_nothing_after_the_new_owner_moved_on(database_url):
-    applier = PartitionApplier(TOPICS, "zombie-group")
     register = _items(
         [
             Command("r1", "c1", 1, RegisterClient("A", "a@x.ru")),
         ]
     )
     with psycopg.connect(database_url) as new_owner, psycopg.connect(database_url) as old_owner:
-        start = ledger_store.claim_position(new_owner, "zombie-group", TOPIC, 0).next_offset
+        start = positions.claim(new_owner, "zombie-group", TOPIC, 0).next_offset
         assert start == 0
-        applier.apply(new_owner, TOPIC, 0, 0, register)
+        _apply(new_owner, 0, register)
         # Charges on an empty wallet are rejected, but still written (processed rows, results
         # in the outbox): enough to see whether the old owner writes anything.
         batch = _items(
@@ -68,14 +74,14 @@ def test_old_owner_writes_nothing_after_the_new_owner_moved_on(database_url):
             first_offset=1,
         )
         # The old owner polled `batch` at offset 1 and froze. The new owner applies it.
-        applier.apply(new_owner, TOPIC, 0, 1, batch)
+        _apply(new_owner, 1, batch)
         before = _counts(new_owner)
-        with pytest.raises(ledger_store.OffsetConflict):
-            applier.apply(old_owner, TOPIC, 0, 1, batch)
+        with pytest.raises(OffsetConflict):
+            _apply(old_owner, 1, batch)
         assert _counts(new_owner) == before
         # It also cannot write past the new owner with later records it believes are next.
         later = _items([Command("ch3", "c1", 4, Charge("p", 5, "RUB"))], first_offset=3)
-        with pytest.raises(ledger_store.OffsetConflict):
-            applier.apply(old_owner, TOPIC, 0, 1, later)
+        with pytest.raises(OffsetConflict):
+            _apply(old_owner, 1, later)
         assert _counts(new_owner) == before
-        assert ledger_store.claim_position(new_owner, "zombie-group", TOPIC, 0).next_offset == 3
+        assert positions.claim(new_owner, "zombie-group", TOPIC, 0).next_offset == 3

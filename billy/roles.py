@@ -1,0 +1,134 @@
+"""billy's roles: the one table the CLI, the demo and the tests start them from.
+
+    ledger   consumers.ledger   commands -> PostgreSQL ledger and outbox (stream engine)
+    relay    relay              outbox -> Kafka, exactly once
+    sweeper  jobs.sweeper       expired holds -> ExpireHold commands
+    api      billy_core.api     the HTTP read API and /metrics
+
+`prepare` makes the database and topics ready and waits, bounded, for PostgreSQL and Kafka;
+`run_roles` runs some roles on threads of one process until a signal or a role's failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from billy_core import limits, retry
+from billy_core.errors import TransientError
+from billy_core.settings import Settings
+
+ROLES = ("ledger", "relay", "sweeper", "api")
+RoleTarget = Callable[[threading.Event], None]
+log = logging.getLogger("billy")
+
+
+class StartupError(Exception):
+    """A dependency did not answer within the start-up wait; the message names the setting."""
+
+
+def prepare(settings: Settings) -> None:
+    """Choose the codec framing, migrate the database (once, under a lock) and create
+    missing topics. Waits up to `limits.STARTUP_WAIT_S` for PostgreSQL and Kafka, then
+    raises StartupError naming the setting that points at the silent one."""
+    import sqlalchemy.exc
+    from confluent_kafka import KafkaException
+
+    from billy_core.codec import configure
+    from billy_core.kafka.admin import ensure_topics
+    from billy_core.store import migrate
+
+    configure(settings.schema_registry_url)
+
+    def database() -> None:
+        try:
+            migrate.upgrade(settings.sqlalchemy_url)
+        except sqlalchemy.exc.OperationalError as exc:
+            raise TransientError(str(exc.orig).strip().splitlines()[0]) from exc
+
+    def topics() -> None:
+        try:
+            ensure_topics(settings)
+        except KafkaException as exc:
+            raise TransientError(str(exc.args[0])) from exc
+
+    for step, setting, value in (
+        (database, "BILLY_DATABASE_URL", _without_password(settings.database_url)),
+        (topics, "BILLY_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+    ):
+        try:
+            for attempt in retry.transient(
+                "startup", f"reaching {setting}", deadline_s=limits.STARTUP_WAIT_S
+            ):
+                with attempt:
+                    step()
+        except TransientError as exc:
+            raise StartupError(
+                f"cannot reach {setting}={value} within {limits.STARTUP_WAIT_S:.0f} s: {exc}"
+            ) from None
+
+
+def role_target(settings: Settings, role: str) -> RoleTarget:
+    """The callable `run(stop)` of one role; imports only that role's modules."""
+    if role == "ledger":
+        from consumers.ledger import build
+
+        return build(settings).run
+    if role == "relay":
+        from relay.publisher import Relay
+
+        return Relay(settings).run
+    if role == "sweeper":
+        from jobs.sweeper import HoldSweeper
+
+        return HoldSweeper(settings).run
+    if role == "api":
+        from billy_core.api.server import serve
+
+        return lambda stop: serve(settings, stop)
+    raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+
+
+def run_roles(settings: Settings, roles: list[str]) -> int:
+    """Run `roles` until SIGTERM/SIGINT or until one fails (then all stop). Exit code."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    prepare(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.api_host)
+    failures: list[BaseException] = []
+    threads = []
+    for role in roles:
+        target = role_target(settings, role)
+
+        def guarded(target: RoleTarget = target, role: str = role) -> None:
+            try:
+                target(stop)
+            except BaseException as exc:  # a role that dies takes the process down
+                log.exception("role %s failed", role)
+                failures.append(exc)
+                stop.set()
+
+        thread = threading.Thread(target=guarded, name=f"billy-{role}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    while not stop.wait(0.5):
+        pass
+    for thread in threads:
+        thread.join(timeout=30)
+    return 1 if failures else 0
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for a log line: the password replaced."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"

@@ -1,0 +1,64 @@
+"""PostgreSQL plumbing: the connection pool, and the one place driver errors are translated.
+
+`classify(exc)` answers the only question the rest of billy asks of a database error: will
+trying again help? Connection-level trouble (the server restarting, a dropped socket, the
+pool empty for too long, a deadlock or serialization failure) is transient. Everything else
+(a value PostgreSQL refuses, an index row too large, a broken constraint) is permanent:
+retrying the same statement would fail the same way forever.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import psycopg_pool
+
+from billy_core.errors import PermanentDatabaseError, TransientError
+
+# SQLSTATE classes and codes that pass with time (PostgreSQL manual, appendix A).
+_TRANSIENT_CLASSES = ("08", "53", "57")  # connection, insufficient resources, operator intervention
+_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock wait
+_PERMANENT_IN_TRANSIENT_CLASSES = frozenset({"57014"})  # query_canceled by statement_timeout
+
+
+def classify(exc: BaseException) -> TransientError | PermanentDatabaseError | None:
+    """The billy error a driver error means, or None when `exc` is not a database error."""
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return TransientError(f"PostgreSQL: no connection within the pool timeout ({exc})")
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
+    if state is None:  # raised by the client: no server answer at all
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return TransientError(f"PostgreSQL unreachable: {_first_line(exc)}")
+        return PermanentDatabaseError(_first_line(exc))
+    transient = state in _TRANSIENT_CODES or (
+        state[:2] in _TRANSIENT_CLASSES and state not in _PERMANENT_IN_TRANSIENT_CLASSES
+    )
+    if transient:
+        return TransientError(f"PostgreSQL {state}: {_first_line(exc)}")
+    return PermanentDatabaseError(f"PostgreSQL {state}: {_first_line(exc)}", sqlstate=state)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) or isinstance(classify(exc), TransientError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def pool(
+    database_url: str, *, size: int, name: str, timeout_s: float = 5.0
+) -> psycopg_pool.ConnectionPool:
+    """A pool of `size` connections, checked before use so a PostgreSQL restart costs one
+    failed attempt, not one per stale connection. Opening does not wait for the server."""
+    return psycopg_pool.ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=size,
+        timeout=timeout_s,
+        name=name,
+        kwargs={"connect_timeout": 5},
+        check=psycopg_pool.ConnectionPool.check_connection,
+        open=False,
+    )

@@ -1,0 +1,338 @@
+"""The engine: the exactly-once consumer loop every handler runs on.
+
+    poll ─▶ decode (handler) ─▶ poison cap ─▶ apply step (one transaction per partition,
+    position compare-and-set, outbox, DLQ) ─▶ positions move ─▶ poll
+
+The engine owns everything generic: assignment and seeking to the positions stored in
+PostgreSQL, the compare-and-set, the outbox and the DLQ, the per-partition poison cap,
+transient-failure retry, lag and metrics. A handler only decodes records and applies a
+batch inside the transaction it is given (`billy_core.stream.handler`).
+
+Failure routes (STYLE.md): poison goes to the DLQ; transient trouble (PostgreSQL gone, a
+commit with an unknown outcome) pauses only the partition it hit, with bounded exponential
+backoff, then re-reads it from the stored position (re-reading is free: applying is exactly
+once); an offset conflict (a zombie) re-reads at once; anything else stops the process,
+which restarts from the last commit.
+
+Partitions are independent: one poll's partition transactions run side by side on pooled
+connections, so their commits (each an fsync) overlap instead of queueing. A partition is
+never in two transactions at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from billy_core import db, limits, metrics, retry
+from billy_core.errors import OffsetConflict, PermanentDatabaseError, TransientError
+from billy_core.kafka import config as kafka_config
+from billy_core.kafka.partitioner import java_partition
+from billy_core.settings import Settings
+from billy_core.stream import positions
+from billy_core.stream.apply_step import Committed, PartitionWork, apply_batch
+from billy_core.stream.handler import Handler, Item
+from billy_core.stream.poison_cap import PoisonCap
+from billy_core.stream.record import Poison, Record
+
+TP = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Partition:
+    """What the engine knows of one assigned partition."""
+
+    cap: PoisonCap
+    position: int | None  # where the stored position is; None: unknown, read it first
+    failures: int = 0  # transient failures in a row
+    retry_at: float = 0.0  # paused for backoff until this monotonic time (0: not paused)
+    flooded: bool = False  # paused by the poison cap until the next assignment
+    misrouted_logged_at: float = field(default=-1e9)
+
+
+class Engine(Generic[Item]):
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler[Item],
+        *,
+        deployment: str,
+        dlq_topic: str,
+        workers: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.deployment = deployment
+        self.dlq_topic = dlq_topic
+        self.log = logging.getLogger(f"billy.{handler.name}")
+        self.pool = db.pool(settings.database_url, size=workers + 1, name=f"billy-{handler.name}")
+        self._workers = ThreadPoolExecutor(workers, f"billy-{handler.name}-apply")
+        self._clock = clock
+        self._parts: dict[TP, _Partition] = {}
+        self._partition_counts: dict[str, int] = {}
+        self._lag_topics: set[str] = set()
+        self._consumer: Consumer | None = None
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        config = {**kafka_config.ledger_consumer(self.settings), "group.id": self.handler.group}
+        config["client.id"] = f"billy-{self.handler.name}"
+        consumer = Consumer(config, logger=logging.getLogger("billy.kafka"))
+        self._consumer = consumer
+        self.pool.open(wait=False)
+        consumer.subscribe(
+            self.handler.subscription(),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            lag_due = 0.0
+            while not stop.is_set():
+                self._resume_due()
+                if self._clock() >= lag_due:
+                    self._report_lag()
+                    lag_due = self._clock() + limits.LAG_REPORT_INTERVAL_S
+                messages = consumer.consume(
+                    self.settings.batch_size_max, self.settings.batch_wait_ms / 1000
+                )
+                if messages:
+                    self.process(messages)
+        finally:
+            consumer.close()
+            self._workers.shutdown()
+            self.pool.close()
+
+    def process(self, messages: list[Message]) -> None:
+        """Apply one poll's records: every partition in its own transaction, side by side."""
+        work = [w for w in (self._prepare(tp, rs) for tp, rs in _group(messages, self.log)) if w]
+        outcomes = list(self._workers.map(self._apply, work))
+        for w, (outcome, seconds) in zip(work, outcomes, strict=True):
+            tp = (w.topic, w.partition)
+            state = self._parts.get(tp)
+            if state is None:
+                continue  # revoked meanwhile (the commit, if any, was still exactly once)
+            if isinstance(outcome, Committed):
+                state.position, state.failures = outcome.next_offset, 0
+                self._observe(w, outcome, seconds)
+            elif isinstance(outcome, OffsetConflict):
+                metrics.offset_conflicts.inc()
+                self.log.warning("offset conflict, re-reading from the stored offset: %s", outcome)
+                self._reseek(tp, state)
+            else:
+                self._back_off(tp, state, outcome)
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _prepare(self, tp: TP, records: list[Record]) -> PartitionWork[Item] | None:
+        """Decode a partition's new records and judge the poison cap; None when nothing to do."""
+        state = self._parts.get(tp)
+        if state is None or state.position is None or state.retry_at or state.flooded:
+            return None
+        records = [r for r in records if r.offset >= state.position]  # re-read after a seek
+        if not records:
+            return None
+        self._check_routing(tp, state, records)
+        decoded = [self.handler.decode(r) for r in records]
+        flood = state.cap.flooded([isinstance(d, Poison) for d in decoded])
+        if flood is not None:
+            state.flooded = True
+            metrics.partitions_paused.labels(self.handler.name).inc()
+            self.log.error("poison flood on %s/%d: %s", *tp, flood)
+            self._pause(tp)
+            return None
+        items: list[Item] = [d for d in decoded if not isinstance(d, Poison)]
+        poison = [d for d in decoded if isinstance(d, Poison)]
+        return PartitionWork(
+            tp[0],
+            tp[1],
+            state.position,
+            records[-1].offset,
+            items,
+            poison,
+            records[-1].timestamp_ms,
+        )
+
+    def _apply(self, work: PartitionWork[Item]) -> tuple[Committed | BaseException, float]:
+        """On a worker thread: (Committed, seconds), or the OffsetConflict / TransientError
+        that stopped it (nothing committed then). Anything else propagates: the process stops."""
+        started = time.perf_counter()
+        try:
+            with self.pool.connection() as conn:
+                outcome: Committed | BaseException = apply_batch(
+                    conn, self.handler, self.deployment, self.dlq_topic, work
+                )
+        except OffsetConflict as exc:
+            outcome = exc
+        except Exception as exc:
+            translated = db.classify(exc)
+            if isinstance(translated, TransientError):
+                outcome = translated
+            elif isinstance(translated, PermanentDatabaseError):
+                raise translated from exc
+            else:
+                raise
+        return outcome, time.perf_counter() - started
+
+    # --- assignment and positions -----------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Runs inside poll(). Seek every new partition to its stored position; assigning
+        # without it would be wrong, so a PostgreSQL outage is waited out here.
+        for attempt in retry.transient(self.handler.name, "reading stored positions"):
+            with attempt, self.pool.connection() as conn:
+                for tp in partitions:
+                    tp.offset = positions.claim(
+                        conn, self.handler.group, tp.topic, tp.partition
+                    ).next_offset
+        for tp in partitions:
+            cap = PoisonCap(self.settings.dlq_ratio_max, self.settings.dlq_window_min)
+            self._parts[(tp.topic, tp.partition)] = _Partition(cap, tp.offset)
+        consumer.incremental_assign(partitions)
+        self.log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._parts.pop((tp.topic, tp.partition), None)
+        consumer.incremental_unassign(partitions)
+        self.log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
+
+    def _reseek(self, tp: TP, state: _Partition) -> None:
+        """Go back to the stored position now; on trouble, back off like a failed batch."""
+        try:
+            with self.pool.connection() as conn:
+                pos = positions.claim(conn, self.handler.group, *tp)
+            self._seek(tp, pos.next_offset)
+            state.position = pos.next_offset
+        except Exception as exc:
+            if not db.is_transient(exc):
+                raise
+            self._back_off(tp, state, exc)
+
+    def _back_off(self, tp: TP, state: _Partition, error: BaseException) -> None:
+        """Pause this partition only, forget its position, and retry after a bounded wait."""
+        metrics.db_retries.labels(self.handler.name).inc()
+        state.failures += 1
+        state.position = None
+        delay = retry.backoff_s(state.failures, self.settings.retry_backoff_max_s)
+        state.retry_at = self._clock() + delay
+        self._pause(tp)
+        self.log.warning("%s/%d: %s; retrying in %.1f s", *tp, error, delay)
+
+    def _resume_due(self) -> None:
+        now = self._clock()
+        for tp, state in list(self._parts.items()):
+            if state.retry_at and now >= state.retry_at:
+                state.retry_at = 0.0
+                self._reseek(tp, state)
+                if not state.retry_at:
+                    self._resume(tp)
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        if self._consumer is not None:
+            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
+
+    def _pause(self, tp: TP) -> None:
+        if self._consumer is not None:
+            self._consumer.pause([TopicPartition(*tp)])
+
+    def _resume(self, tp: TP) -> None:
+        if self._consumer is not None:
+            self._consumer.resume([TopicPartition(*tp)])
+
+    # --- observation ---------------------------------------------------------------------------
+
+    def _check_routing(self, tp: TP, state: _Partition, records: list[Record]) -> None:
+        """Count records whose key belongs on another partition (a producer not using the
+        Java default partitioner). Policy (DESIGN.md): they are applied where they landed."""
+        count = self._partition_count(tp[0])
+        if count is None:
+            return
+        wrong = sum(
+            1 for r in records if r.key is not None and java_partition(r.key, count) != tp[1]
+        )
+        if wrong:
+            metrics.misrouted_records.labels(self.handler.name).inc(wrong)
+            now = self._clock()
+            if now - state.misrouted_logged_at >= limits.MISROUTE_LOG_INTERVAL_S:
+                state.misrouted_logged_at = now
+                self.log.warning(
+                    "%s/%d: %d records whose key belongs to another partition (the producer"
+                    " does not use Kafka's default partitioner); applied where they landed",
+                    *tp,
+                    wrong,
+                )
+
+    def _partition_count(self, topic: str) -> int | None:
+        if topic not in self._partition_counts and self._consumer is not None:
+            try:
+                meta = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+            except KafkaException:
+                return None
+            if meta is None or meta.error is not None or not meta.partitions:
+                return None
+            self._partition_counts[topic] = len(meta.partitions)
+        return self._partition_counts.get(topic)
+
+    def _observe(self, work: PartitionWork[Item], committed: Committed, seconds: float) -> None:
+        metrics.batch_records.observe(len(work.items) + len(work.poison))
+        metrics.apply_seconds.observe(seconds)
+        if work.last_timestamp_ms >= 0:
+            now_ms = time.time() * 1000
+            metrics.end_to_end_seconds.observe(max(0.0, now_ms - work.last_timestamp_ms) / 1000)
+        if committed.poison:
+            metrics.dlq_records.labels(self.handler.name).inc(committed.poison)
+        self.handler.observe(work.topic, committed.summary)
+
+    def _report_lag(self) -> None:
+        """billy_consumer_lag per topic, from the high watermarks the fetcher already knows."""
+        if self._consumer is None:
+            return
+        lag: dict[str, int] = defaultdict(int)
+        for (topic, partition), state in list(self._parts.items()):
+            if state.position is None:
+                continue
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                lag[topic] += max(0, high - state.position)
+        for topic in self._lag_topics - lag.keys():  # no longer read here: 0, not stale
+            metrics.consumer_lag.labels(topic).set(0)
+        for topic, value in lag.items():
+            metrics.consumer_lag.labels(topic).set(value)
+        self._lag_topics = set(lag)
+
+
+def _group(messages: list[Message], log: logging.Logger) -> list[tuple[TP, list[Record]]]:
+    """One poll's records by partition, in offset order; consumer errors logged or raised."""
+    by_partition: dict[TP, list[Record]] = defaultdict(list)
+    for m in messages:
+        error = m.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                continue
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consumer error: %s", error)
+            continue
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        assert topic is not None and partition is not None and offset is not None
+        headers: Any = m.headers() or ()
+        by_partition[(topic, partition)].append(
+            Record(topic, partition, offset, m.timestamp()[1], m.key(), m.value(), tuple(headers))
+        )
+    return list(by_partition.items())
