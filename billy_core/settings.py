@@ -86,6 +86,44 @@ class Settings(BaseSettings):
         default_factory=dict, description='Per-tenant read tokens, JSON: {"<token>": "<tenant>"}'
     )
 
+    # --- balance -----------------------------------------------------------------------------
+    # Defaults reach a local balance-emulator (its default port, its seeded products and
+    # payment systems); production sets every one of these.
+    balance_url: str = Field(
+        "http://127.0.0.1:18090/xmlrpc", description="Balance's XML-RPC endpoint (path /xmlrpc)"
+    )
+    balance_operator_uid: int = Field(
+        1, ge=1, le=10**18, description="Operator uid, first argument of Balance's write methods"
+    )
+    balance_service_id: int = Field(
+        1000, ge=1, le=2**31 - 1, description="billy's ServiceID: owns every billy order"
+    )
+    balance_service_token: str = Field(
+        "billy", min_length=1, max_length=256, description="Service token for GetClientActs"
+    )
+    balance_product_id: int = Field(
+        503162, ge=1, le=2**31 - 1, description="The order's product: money, priced 1 per unit"
+    )
+    balance_firm_id: int = Field(1, ge=1, le=2**31 - 1, description="Firm of billy's contracts")
+    balance_individual_paysys_id: int = Field(
+        1001, ge=1, le=2**31 - 1, description="Payment system for invoices to individuals (ph)"
+    )
+    balance_legal_entity_paysys_id: int = Field(
+        1003, ge=1, le=2**31 - 1, description="Payment system for invoices to companies (ur)"
+    )
+    balance_connect_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="Longest wait to connect to Balance"
+    )
+    balance_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Longest wait for each read or write of a Balance call"
+    )
+    balance_breaker_failures_max: int = Field(
+        5, ge=1, le=1000, description="Consecutive transport failures that open the breaker"
+    )
+    balance_breaker_cooldown_s: float = Field(
+        30.0, gt=0, le=3600, description="How long an open breaker refuses before one trial call"
+    )
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _split_tenants(cls, value: object) -> object:
