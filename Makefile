@@ -18,10 +18,11 @@ help:
 venv: $(VENV)/.installed
 
 # Reinstalled when pyproject.toml changes; `pip install -e` keeps the code live.
+# `server`: billy's own dependencies (the base install is only the producer SDK's).
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "billy needs $(PYTHON) (Python >= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[server,dev]'
 	touch $@
 
 demo: venv up

@@ -10,9 +10,9 @@ The frozen earlier versions live in `schemas/history/<Name>/v<N>.avsc` (self-con
 as written at that version). Every version's fingerprint is known to the decoder, so
 records written with an older version still decode (read with the current schema).
 
-The directory is `schemas/` beside the `billy_core` package (the package is installed
-editable), or `$BILLY_SCHEMAS_DIR` when set. `schema_set()` loads it on first use and
-caches it for the process's life; `load_schemas(path)` loads any directory, uncached.
+The directory is `billy_core/_schemas` (see `schemas_dir`), or `$BILLY_SCHEMAS_DIR` when
+set. `schema_set()` loads it on first use and caches it for the process's life;
+`load_schemas(path)` loads any directory, uncached.
 
 Raises `SchemaError` (billy_core.codec.errors) when the directory is missing or a file
 does not parse, names the wrong record, or refers to an unknown type.
@@ -123,11 +123,17 @@ def crc64_avro(data: bytes | str) -> bytes:
 
 
 def schemas_dir() -> Path:
-    """`$BILLY_SCHEMAS_DIR`, else `schemas/` at the root of the repository holding billy_core."""
+    """`$BILLY_SCHEMAS_DIR`, else `billy_core/_schemas`, resolved.
+
+    One source, two shapes: in a checkout `billy_core/_schemas` is a symlink to the
+    repository's `schemas/` (resolved, so paths in messages and `--freeze` point there); in an
+    installed wheel it is a directory of the same files, package data of billy_core, so the
+    SDK encodes with the schemas it was built with.
+    """
     override = os.environ.get(SCHEMAS_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    return (Path(__file__).resolve().parents[1] / "_schemas").resolve()
 
 
 @functools.cache
