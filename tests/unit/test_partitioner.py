@@ -85,3 +85,28 @@ def test_java_partition_is_in_range_and_takes_any_bytes_like():
 def test_bad_partition_count_is_refused(partitions):
     with pytest.raises(ValueError, match="^partitions:"):
         java_partition(b"c-1", partitions)
+
+
+# ---- where the contract says it -------------------------------------------------------------
+
+
+def test_every_keyed_producer_config_uses_the_java_partitioner():
+    from billy_core.kafka import config
+    from producers._config import PROTECTED_OPTIONS, settings_for
+
+    settings = settings_for("127.0.0.1:1")
+    assert config.plain_producer(settings, "x")["partitioner"] == "murmur2_random"
+    assert config.transactional_producer(settings, "x")["partitioner"] == "murmur2_random"
+    assert "partitioner" in PROTECTED_OPTIONS  # the SDK's extra_config cannot change it
+
+
+def test_topic_descriptions_name_the_partitioner():
+    import json
+
+    from billy_core.codec.schemas import schemas_dir
+
+    for path in sorted((schemas_dir() / "topics").glob("*.json")):
+        topic = json.loads(path.read_text())
+        if topic["name"].startswith("billy.internal."):
+            continue  # billy's own, not part of the contract
+        assert "murmur2" in topic["key"]["partitioner"], path.name
