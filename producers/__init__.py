@@ -16,7 +16,7 @@ Integration example (a tenant "autoru" with its own SASL principal)::
     billy.hold("c-42", "call-7", "call", 5000, "RUB", datetime.now(UTC) + timedelta(hours=1))
     billy.confirm_hold("c-42", "call-7", amount_minor=3000)
     billy.flush(timeout_s=10)  # raises DeliveryError listing what the broker did not take
-    results.commit(); results.close()
+    results.close()
 
 Rules worth knowing:
 - Every method returns the `command_id` (uuid4 hex unless you pass `command_id=`). Store it
@@ -27,6 +27,11 @@ Rules worth knowing:
   REJECTED Results with a `code`, never as exceptions.
 - Money is an integer of minor units (kopecks) with an ISO 4217 currency; never a float.
 - Every call that can block takes a timeout; nothing waits forever.
+- `wait_for` reads every partition itself, outside the consumer group: it works with several
+  instances of a service and after a restart. Iterating a reader (`poll`, `commit`) reads the
+  group's share of all results instead (see `producers.reader`).
+- Keys are partitioned like Kafka's Java client (murmur2): a JVM service and billy agree.
+- Installs alone (`pip install billy`): confluent-kafka and fastavro, the schemas inside.
 
 Exceptions: see `producers.errors`.
 """

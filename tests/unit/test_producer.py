@@ -275,3 +275,19 @@ def test_package_exports_its_public_api():
         assert getattr(module, name) is not None, name
     assert module.BillyClient is BillyClient
     assert "BillyClient(" in module.__doc__ and "wait_for(" in module.__doc__
+
+
+def test_reader_joins_no_group_until_polled_and_checks_lookback():
+    reader = ResultReader(NOWHERE, "autoru", "g-lazy")
+    try:
+        # A reader used only for wait_for must hold no partitions of the service's group.
+        assert not reader._subscribed
+        with pytest.raises(TimeoutError):
+            reader.wait_for("cmd-1", timeout_s=0.2)
+        assert not reader._subscribed
+        reader.commit()  # never polled: nothing to commit, no error
+        assert reader.poll(0.1) is None and reader._subscribed
+    finally:
+        reader.close()
+    with pytest.raises(ValueError, match="^lookback_s:"):
+        ResultReader(NOWHERE, "autoru", "g", lookback_s=-1)
