@@ -137,7 +137,7 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
     ).fetchall():
         row = _act_row(conn, order, end)
         if row is not None:
-            groups[(order["client_id"], order["contract_id"])].append(row)
+            groups[(order["client_id"], _order_contract(conn, order))].append(row)
     act_ids = []
     for (client_id, contract_id), rows in groups.items():
         amount = sum((r["amount"] for r in rows), Decimal(0))
@@ -180,6 +180,19 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
         (month, now.isoformat(sep=" ")),
     )
     return {"Month": month, "ActIDs": act_ids, "Created": True}
+
+
+def _order_contract(conn: sqlite3.Connection, order: sqlite3.Row) -> int | None:
+    """The contract an order's consumption is billed under: the order's own ContractID,
+    else the contract of its latest invoice that names one, else none."""
+    if order["contract_id"] is not None:
+        return int(order["contract_id"])
+    row = conn.execute(
+        "SELECT i.contract_id FROM invoices i JOIN request_rows r ON r.request_id = i.request_id"
+        " WHERE r.order_id = ? AND i.contract_id IS NOT NULL ORDER BY i.id DESC LIMIT 1",
+        (order["id"],),
+    ).fetchone()
+    return None if row is None else int(row["contract_id"])
 
 
 def _act_row(
