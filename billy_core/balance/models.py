@@ -133,14 +133,17 @@ class CreditLimits:
 class OrderInfo:
     """An order's cumulative figures: what `GetOrdersInfo` says is true right now.
 
-    Quantities are in the product's units (exact Decimals); `consume_sum_minor` is money
-    (None when Balance did not send it).
+    Quantities are in the product's units (exact Decimals). The sums are money in minor
+    units of `currency` (None when Balance did not send them): `consume_sum_minor` is what
+    was put on the order (paid or credited), `completion_sum_minor` what was reported spent.
     """
 
     service_order_id: int
     consume_qty: Decimal
     consume_sum_minor: int | None
     completion_qty: Decimal
+    completion_sum_minor: int | None
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,20 +158,60 @@ class ConsumptionReport:
 
 @dataclass(frozen=True, slots=True)
 class ActRow:
+    service_order_id: int
+    product_id: int | None
+    quantity: Decimal
     amount_minor: int
-    quantity: Decimal | None
-    service_order_id: int | None
+    amount_nds_minor: int
 
 
 @dataclass(frozen=True, slots=True)
 class Act:
-    """A monthly act Balance made from the reported consumption."""
+    """A monthly act Balance made from the reported consumption, dated the month's last day."""
 
     act_id: int
     external_id: str
     date: dt.date
+    contract_id: int | None
     amount_minor: int
     amount_nds_minor: int
     paid_amount_minor: int
     currency: str
     rows: tuple[ActRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    service_order_id: int
+    quantity: Decimal
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """A payment request as Balance lists it: what an unclear `create_request` made."""
+
+    request_id: int
+    created_at: dt.datetime | None
+    total_minor: int
+    user_path: str | None
+    rows: tuple[RequestRow, ...]
+    invoice_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceInfo:
+    """An invoice as Balance lists it: what an unclear `create_invoice` made."""
+
+    invoice_id: int
+    external_id: str
+    request_id: int
+    person_id: int
+    contract_id: int | None
+    paysys_id: int
+    credit: bool
+    total_minor: int
+    receipt_minor: int
+    currency: str
+    status: str
+    created_at: dt.datetime | None
