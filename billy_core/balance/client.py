@@ -340,13 +340,12 @@ class BalanceClient:
         if payment_term_days is not None:
             struct["payment_term"] = payment_term_days
         if credit_limit_minor is not None:
+            limit_text = money.to_decimal_text(credit_limit_minor, currency, "credit_limit_minor")
             if credit_limit_minor < 0:
                 raise BalanceValueError(
                     f"credit_limit_minor: must not be negative, got {credit_limit_minor}"
                 )
-            struct["credit_limit_single"] = money.to_decimal_text(
-                credit_limit_minor, currency, "credit_limit_minor"
-            )
+            struct["credit_limit_single"] = limit_text
         method = "CreateOffer"
         answer = self._call(method, self._uid, struct, idempotent=False)
         read = AnswerReader(method, idempotent=False)
@@ -448,10 +447,11 @@ class BalanceClient:
         return AnswerReader(method, idempotent=False).int_value(answer, "invoice_id")
 
     def client_requests(
-        self, balance_client_id: int, service_order_id: int | None = None
+        self, balance_client_id: int, service_order_id: int | None = None, currency: str = "RUB"
     ) -> list[RequestInfo]:
         """The client's requests (on one order, when given), oldest first, each with its
-        invoices' ids. (The emulator's GetClientRequests; confirm the name on real Balance.)"""
+        invoices' ids; sums (which carry no currency of their own) read in `currency`.
+        (The emulator's GetClientRequests; confirm the name on real Balance.)"""
         filters: dict[str, object] = {"ClientID": balance_client_id}
         if service_order_id is not None:
             filters.update(ServiceID=self.service_id, ServiceOrderID=service_order_id)
@@ -464,7 +464,7 @@ class BalanceClient:
                 RequestRow(
                     service_order_id=read.int_(row, "ServiceOrderID"),
                     quantity=read.decimal(row, "Qty"),
-                    amount_minor=read.minor(row, "Sum", "RUB"),
+                    amount_minor=read.minor(row, "Sum", currency),
                 )
                 for row in read.structs(struct.get("Rows", []), "Rows")
             )
@@ -472,7 +472,7 @@ class BalanceClient:
                 RequestInfo(
                     request_id=read.int_(struct, "RequestID"),
                     created_at=read.moment(struct, "DT"),
-                    total_minor=read.minor(struct, "TotalSum", "RUB"),
+                    total_minor=read.minor(struct, "TotalSum", currency),
                     user_path=read.opt_str(struct, "UserPath"),
                     rows=rows,
                     invoice_ids=tuple(
@@ -539,6 +539,7 @@ class BalanceClient:
             )
         campaigns = []
         for report in reports:
+            total_text = money.to_decimal_text(report.consumed_minor, currency, "consumed_minor")
             if report.consumed_minor < 0:
                 raise BalanceValueError(
                     f"consumed_minor: must not be negative, got {report.consumed_minor}"
@@ -549,9 +550,7 @@ class BalanceClient:
                     "ServiceOrderID": report.service_order_id,
                     "dt": to_moscow_naive(report.at, "at"),
                     "stop": 1 if report.stop else 0,
-                    "Money": money.to_decimal_text(
-                        report.consumed_minor, currency, "consumed_minor"
-                    ),
+                    "Money": total_text,
                 }
             )
         method = "UpdateCampaigns"

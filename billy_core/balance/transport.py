@@ -18,6 +18,7 @@ which is nothing next to a Balance call.
 
 from __future__ import annotations
 
+import logging
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -38,11 +39,14 @@ from billy_core.balance.errors import (
 )
 from billy_core.balance.faults import fault_from_text
 
+log = logging.getLogger("billy.balance")
+
 METHOD_PREFIX: Final = "Balance2."
 
 CallOutcome = Literal["ok", "fault", "unavailable", "unknown", "circuit_open"]
 CallObserver = Callable[[str, CallOutcome, float], None]
-"""Told of every call: (method without prefix, outcome, seconds). Must not raise or block."""
+"""Told of every call: (method without prefix, outcome, seconds). Must not block; what it
+raises is logged and swallowed."""
 
 # Raised before the request could leave this process: the call was definitely not made.
 _NOT_SENT: Final = (
@@ -186,8 +190,14 @@ class XmlRpcTransport:
         return values[0]
 
     def _observe(self, method: str, outcome: CallOutcome, started: float) -> None:
-        if self._observer is not None:
+        if self._observer is None:
+            return
+        try:
             self._observer(method, outcome, self._clock() - started)
+        except Exception:
+            # A metrics bug must not turn a call that Balance answered into an exception:
+            # the caller would take a created invoice for an unclear outcome.
+            log.exception("Balance call observer failed (%s, %s)", method, outcome)
 
 
 def _describe(error: BaseException) -> str:
