@@ -49,8 +49,13 @@ def decode(codec: ResultCodec, msg: Message) -> Result | None:
     try:
         return codec.decode_result(value)
     except Exception as exc:  # the codec raises DecodeError subclasses
+        # A fetched record always has all three; librdkafka's types allow None.
+        partition, offset = msg.partition(), msg.offset()
         raise ResultDecodeError(
-            msg.topic(), msg.partition(), msg.offset(), f"{type(exc).__name__}: {exc}"
+            msg.topic() or "",
+            -1 if partition is None else partition,
+            -1 if offset is None else offset,
+            f"{type(exc).__name__}: {exc}",
         ) from exc
 
 
