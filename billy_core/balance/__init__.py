@@ -7,7 +7,8 @@
 Modules: `client` (the methods, in billy's words), `models` (what they take and return),
 `errors` (the exception tree, drawn there), `money` (decimal strings <-> minor units: the
 rounding rule is there: exact or refused), `transport` (HTTP, timeouts, classification),
-`breaker` (the circuit breaker), `faults` and `answers` (reading Balance's replies).
+`breaker` (the circuit breaker), `faults`, `answers` and `readers` (reading Balance's
+replies).
 """
 
 from billy_core.balance.breaker import BreakerState, CircuitBreaker

@@ -28,19 +28,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
-from billy_core.balance import money
+from billy_core.balance import money, readers
 from billy_core.balance.answers import AnswerReader, to_moscow_naive
 from billy_core.balance.breaker import CircuitBreaker
 from billy_core.balance.errors import BalanceValueError
 from billy_core.balance.faults import fault_from_text
 from billy_core.balance.models import (
     Act,
-    ActRow,
     BalanceClientInfo,
     ConsumptionReport,
     ContractInfo,
     ContractRef,
-    CreditLimit,
     CreditLimits,
     IndividualPayer,
     InvoiceInfo,
@@ -52,7 +50,6 @@ from billy_core.balance.models import (
     PaymentType,
     RequestInfo,
     RequestRef,
-    RequestRow,
 )
 from billy_core.balance.transport import CallObserver, XmlRpcTransport
 from billy_core.settings import Settings
@@ -187,29 +184,16 @@ class BalanceClient:
         method = "FindClient"
         answer = self._call(method, filters, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        return [
-            self._client_info(read, s)
-            for s in read.structs(read.status_array(answer, 3)[2], "clients")
-        ]
+        clients = read.structs(read.status_array(answer, 3)[2], "clients")
+        return [readers.client_info(read, struct) for struct in clients]
 
     def get_clients(self, balance_client_ids: Iterable[int]) -> list[BalanceClientInfo]:
         """The clients with these ids; ids Balance does not know are left out."""
         method = "GetClientByIdBatch"
         answer = self._call(method, list(balance_client_ids), idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        return [
-            self._client_info(read, s)
-            for s in read.structs(read.status_array(answer, 2)[1], "clients")
-        ]
-
-    @staticmethod
-    def _client_info(read: AnswerReader, struct: Mapping[str, object]) -> BalanceClientInfo:
-        return BalanceClientInfo(
-            client_id=read.int_(struct, "CLIENT_ID"),
-            name=read.str_(struct, "NAME"),
-            email=read.opt_str(struct, "EMAIL"),
-            phone=read.opt_str(struct, "PHONE"),
-        )
+        clients = read.structs(read.status_array(answer, 2)[1], "clients")
+        return [readers.client_info(read, struct) for struct in clients]
 
     # --- orders -----------------------------------------------------------------------
     def upsert_order(
@@ -252,24 +236,7 @@ class BalanceClient:
         method = "GetOrdersInfo"
         answer = self._call(method, keys, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        infos = []
-        for struct in read.structs(answer, "orders"):
-            currency = (
-                read.currency(struct, "consume_currency")
-                if struct.get("consume_currency")
-                else "RUB"
-            )
-            infos.append(
-                OrderInfo(
-                    service_order_id=read.int_(struct, "ServiceOrderID"),
-                    consume_qty=read.decimal(struct, "consume_qty"),
-                    consume_sum_minor=read.opt_minor(struct, "consume_sum", currency),
-                    completion_qty=read.decimal(struct, "completion_qty"),
-                    completion_sum_minor=read.opt_minor(struct, "completion_sum", currency),
-                    currency=currency,
-                )
-            )
-        return infos
+        return [readers.order_info(read, struct) for struct in read.structs(answer, "orders")]
 
     # --- payers -----------------------------------------------------------------------
     def create_person(
@@ -293,22 +260,7 @@ class BalanceClient:
         method = "GetClientPersons"
         answer = self._call(method, balance_client_id, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        payers = []
-        for struct in read.structs(answer, "persons"):
-            kind = read.str_(struct, "TYPE")
-            if kind not in (PayerKind.INDIVIDUAL.value, PayerKind.LEGAL_ENTITY.value):
-                read.bad(f"TYPE: expected ph or ur, got {kind!r:.20}")
-            payers.append(
-                PayerInfo(
-                    person_id=read.int_(struct, "ID"),
-                    client_id=read.int_(struct, "CLIENT_ID"),
-                    kind=PayerKind(kind),
-                    name=read.str_(struct, "NAME"),
-                    email=read.opt_str(struct, "EMAIL"),
-                    inn=read.opt_str(struct, "INN"),
-                )
-            )
-        return payers
+        return [readers.payer_info(read, struct) for struct in read.structs(answer, "persons")]
 
     # --- contracts --------------------------------------------------------------------
     def create_contract(
@@ -359,50 +311,14 @@ class BalanceClient:
         method = "GetClientContracts"
         answer = self._call(method, {"ClientID": balance_client_id}, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        contracts = []
-        for struct in read.structs(answer, "contracts"):
-            payment_type = read.int_(struct, "PAYMENT_TYPE")
-            if payment_type not in (PaymentType.PREPAY, PaymentType.POSTPAY):
-                read.bad(f"PAYMENT_TYPE: expected 2 or 3, got {payment_type}")
-            contracts.append(
-                ContractInfo(
-                    contract_id=read.int_(struct, "ID"),
-                    external_id=read.str_(struct, "EXTERNAL_ID"),
-                    payment_type=PaymentType(payment_type),
-                    currency=read.currency(struct, "CURRENCY"),
-                    person_id=read.opt_int(struct, "PERSON_ID"),
-                    services=tuple(
-                        read.int_value(s, "SERVICES")
-                        for s in read.items(struct.get("SERVICES", []), "SERVICES")
-                    ),
-                    is_active=read.flag(struct, "IS_ACTIVE"),
-                    is_signed=read.flag(struct, "IS_SIGNED"),
-                    start_date=read.date(struct, "DT"),
-                    finish_date=read.date(struct, "FINISH_DT"),
-                )
-            )
-        return contracts
+        return [readers.contract_info(read, struct) for struct in read.structs(answer, "contracts")]
 
     def credit_limits(self, balance_client_id: int) -> CreditLimits:
         """The client's postpay credit limits for billy's product, in minor units."""
         method = "GetClientCreditLimits"
         answer = self._call(method, balance_client_id, self.product_id, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        struct = read.struct(answer, "answer")
-        currency = read.currency(struct, "CURRENCY")
-        limits = tuple(
-            CreditLimit(
-                contract_id=read.int_(limit, "CONTRACT_ID"),
-                limit_total_minor=read.minor(limit, "LIMIT_TOTAL", currency),
-                limit_spent_minor=read.minor(limit, "LIMIT_SPENT", currency),
-            )
-            for limit in read.structs(read.field(struct, "LIMITS"), "LIMITS")
-        )
-        return CreditLimits(
-            currency=currency,
-            limits=limits,
-            product_price=read.opt_decimal(struct, "PRODUCT_PRICE"),
-        )
+        return readers.credit_limits(read, read.struct(answer, "answer"))
 
     # --- requests and invoices --------------------------------------------------------
     def create_request(
@@ -416,12 +332,7 @@ class BalanceClient:
         method = "CreateRequest2"
         answer = self._call(method, self._uid, balance_client_id, [row], idempotent=False)
         read = AnswerReader(method, idempotent=False)
-        struct = read.struct(answer, "answer")
-        return RequestRef(
-            request_id=read.int_(struct, "RequestID"),
-            user_path=read.str_(struct, "UserPath"),
-            admin_path=read.opt_str(struct, "AdminPath"),
-        )
+        return readers.request_ref(read, read.struct(answer, "answer"))
 
     def create_invoice(
         self,
@@ -458,30 +369,10 @@ class BalanceClient:
         method = "GetClientRequests"
         answer = self._call(method, filters, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        requests = []
-        for struct in read.structs(answer, "requests"):
-            rows = tuple(
-                RequestRow(
-                    service_order_id=read.int_(row, "ServiceOrderID"),
-                    quantity=read.decimal(row, "Qty"),
-                    amount_minor=read.minor(row, "Sum", currency),
-                )
-                for row in read.structs(struct.get("Rows", []), "Rows")
-            )
-            requests.append(
-                RequestInfo(
-                    request_id=read.int_(struct, "RequestID"),
-                    created_at=read.moment(struct, "DT"),
-                    total_minor=read.minor(struct, "TotalSum", currency),
-                    user_path=read.opt_str(struct, "UserPath"),
-                    rows=rows,
-                    invoice_ids=tuple(
-                        read.int_value(i, "InvoiceIDs")
-                        for i in read.items(struct.get("InvoiceIDs", []), "InvoiceIDs")
-                    ),
-                )
-            )
-        return requests
+        return [
+            readers.request_info(read, struct, currency)
+            for struct in read.structs(answer, "requests")
+        ]
 
     def client_invoices(
         self,
@@ -503,26 +394,7 @@ class BalanceClient:
         method = "GetClientInvoices"
         answer = self._call(method, filters, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        invoices = []
-        for struct in read.structs(answer, "invoices"):
-            currency = read.currency(struct, "CURRENCY")
-            invoices.append(
-                InvoiceInfo(
-                    invoice_id=read.int_(struct, "ID"),
-                    external_id=read.str_(struct, "EXTERNAL_ID"),
-                    request_id=read.int_(struct, "REQUEST_ID"),
-                    person_id=read.int_(struct, "PERSON_ID"),
-                    contract_id=read.opt_int(struct, "CONTRACT_ID"),
-                    paysys_id=read.int_(struct, "PAYSYS_ID"),
-                    credit=read.flag(struct, "CREDIT"),
-                    total_minor=read.minor(struct, "TOTAL_SUM", currency),
-                    receipt_minor=read.minor(struct, "RECEIPT_SUM", currency),
-                    currency=currency,
-                    status=read.str_(struct, "STATUS"),
-                    created_at=read.moment(struct, "DT"),
-                )
-            )
-        return invoices
+        return [readers.invoice_info(read, struct) for struct in read.structs(answer, "invoices")]
 
     # --- consumption and acts ---------------------------------------------------------
     def update_campaigns(
@@ -555,13 +427,10 @@ class BalanceClient:
             )
         method = "UpdateCampaigns"
         answer = self._call(method, campaigns, idempotent=True)
-        read = AnswerReader(method, idempotent=True)
-        by_service = read.struct(answer, "answer")
-        taken: dict[int, bool] = {}
-        ours = by_service.get(str(self.service_id), {})
-        for order_key, flag in read.struct(ours, "answer[service]").items():
-            taken[read.int_value(order_key, "ServiceOrderID")] = flag in (1, "1", True)
-        for report in reports:
+        taken = readers.campaigns_taken(
+            AnswerReader(method, idempotent=True), answer, self.service_id
+        )
+        for report in reports:  # an order Balance left out of its answer was not taken
             taken.setdefault(report.service_order_id, False)
         return taken
 
@@ -573,35 +442,7 @@ class BalanceClient:
         method = "GetClientActs"
         answer = self._call(method, self._service_token, filters, idempotent=True)
         read = AnswerReader(method, idempotent=True)
-        acts = []
-        for struct in read.structs(answer, "acts"):
-            currency = read.currency(struct, "CURRENCY") if struct.get("CURRENCY") else "RUB"
-            act_date = read.date(struct, "DT")
-            if act_date is None:
-                read.bad("DT: an act without a date")
-            acts.append(
-                Act(
-                    act_id=read.int_(struct, "ID"),
-                    external_id=read.str_(struct, "EXTERNAL_ID"),
-                    date=act_date,
-                    contract_id=read.opt_int(struct, "CONTRACT_ID"),
-                    amount_minor=read.minor(struct, "AMOUNT", currency),
-                    amount_nds_minor=read.minor(struct, "AMOUNT_NDS", currency),
-                    paid_amount_minor=read.minor(struct, "PAID_AMOUNT", currency),
-                    currency=currency,
-                    rows=tuple(
-                        ActRow(
-                            service_order_id=read.int_(row, "SERVICE_ORDER_ID"),
-                            product_id=read.opt_int(row, "PRODUCT_ID"),
-                            quantity=read.decimal(row, "QTY"),
-                            amount_minor=read.minor(row, "AMOUNT", currency),
-                            amount_nds_minor=read.minor(row, "AMOUNT_NDS", currency),
-                        )
-                        for row in read.structs(struct.get("ROWS", []), "ROWS")
-                    ),
-                )
-            )
-        return acts
+        return [readers.act(read, struct) for struct in read.structs(answer, "acts")]
 
     # --- plumbing ---------------------------------------------------------------------
     def _call(self, method: str, *params: object, idempotent: bool) -> object:
