@@ -36,10 +36,8 @@ READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
-class NoRetryTransport(xmlrpc.client.Transport):
-    """xmlrpc.client's transport with a socket timeout and without its hidden retry."""
-
-    def __init__(self, timeout_s: float | None = None) -> None:
+class _TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout_s: float | None) -> None:
         super().__init__()
         self.timeout_s = timeout_s
 
@@ -48,14 +46,23 @@ class NoRetryTransport(xmlrpc.client.Transport):
         connection.timeout = self.timeout_s
         return connection
 
+
+class NoRetryTransport(_TimeoutTransport):
+    """xmlrpc.client's transport with a socket timeout and without its hidden retry.
+
+    Every call gets its own connection, closed afterwards: so one proxy may be shared by
+    threads, and no kept-alive connection goes stale when the emulator restarts (the
+    standard transport's answer to that is the retry removed here).
+    """
+
     def request(  # type: ignore[override]
         self, host: object, handler: str, request_body: bytes, verbose: bool = False
     ) -> object:
+        one_shot = _TimeoutTransport(self.timeout_s)
         try:
-            return self.single_request(host, handler, request_body, verbose)  # type: ignore[arg-type]
-        except BaseException:
-            self.close()  # never reuse a connection that failed half-way
-            raise
+            return one_shot.single_request(host, handler, request_body, verbose)  # type: ignore[arg-type]
+        finally:
+            one_shot.close()
 
 
 def free_port() -> int:
@@ -185,7 +192,7 @@ class EmulatorProcess:
     # ---- helpers ----------------------------------------------------------------
 
     def proxy(self, timeout_s: float | None = 30.0) -> xmlrpc.client.ServerProxy:
-        """A fresh proxy (one per thread: a ServerProxy is not thread-safe)."""
+        """A proxy with a read timeout (safe to share between threads, see NoRetryTransport)."""
         return balance_proxy(self.url, timeout_s)
 
     def log_tail(self, lines: int = 60) -> str:
