@@ -130,13 +130,15 @@ def test_every_command_round_trips_through_kafka(settings, topics):
 
 
 def test_adjust_goes_to_the_admin_topic_keyed_tenant_slash_client(settings, topics):
-    with BillyAdminClient(settings.kafka_bootstrap, prefix=topics.prefix) as team:
+    with BillyAdminClient(
+        settings.kafka_bootstrap, operator="a.petrova", prefix=topics.prefix
+    ) as team:
         command_id = team.adjust(TENANT, "c-1", -250, "RUB", "double charge", wait=True)
     (record,) = _read_all(settings, topics.admin_commands, 1)
     assert record.key() == b"autoru/c-1"
     command = decode_command(record.value())
     assert command.command_id == command_id and command.client_id == "c-1"
-    assert command.body == c.Adjust(-250, "RUB", "double charge")
+    assert command.body == c.Adjust(-250, "RUB", "double charge", "a.petrova")
     c.validate(command, admin=True)
 
 
@@ -171,11 +173,7 @@ def _result(command_id: str, available_minor: int = 100, client_id: str = "c-1")
 
 def _publish_results(settings, topic: str, committed: list[Result], aborted: list[Result]) -> None:
     """Publish the way billy's relay does: in Kafka transactions; some aborted."""
-    conf = kafka_config.transactional_producer(settings, f"test-{uuid.uuid4().hex}")
-    # librdkafka refuses delivery.timeout.ms > transaction.timeout.ms, which that config has
-    # (reported to billy_core.kafka.config's owner); keep the test about the reader.
-    conf["delivery.timeout.ms"] = min(conf["delivery.timeout.ms"], conf["transaction.timeout.ms"])
-    producer = Producer(conf)
+    producer = Producer(kafka_config.transactional_producer(settings, f"test-{uuid.uuid4().hex}"))
     producer.init_transactions(30)
     producer.begin_transaction()
     for r in aborted:
