@@ -49,8 +49,16 @@ def parse_id(value: object, field: str) -> int:
     return number
 
 
+UID_MAX = 10**18
+
+
 def parse_uid(value: object) -> int:
-    """The operator's uid, first argument of most write methods."""
+    """The operator's uid, first argument of most write methods. Real uids outgrow XML-RPC's
+    32-bit <int>, so they usually come as digit strings: up to 10^18 is accepted."""
+    if isinstance(value, str) and value.strip().isdigit():
+        uid = int(value.strip())
+        if 0 < uid <= UID_MAX:
+            return uid
     return parse_id(value, "uid")
 
 

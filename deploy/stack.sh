@@ -3,12 +3,14 @@
 #
 #   - one Apache Kafka 4.x node (KRaft, broker+controller) run from Maven Central jars
 #   - one private PostgreSQL cluster (or an existing database given by BILLY_DATABASE_URL)
+#   - the Balance emulator (balance_emulator/, a Python process; state in .state/balance)
 #
 # Everything lives in <repo>/.state/ (gitignored). See deploy/README.md.
 #
 # Usage: deploy/stack.sh up|down|status|env
 #        deploy/stack.sh kafka-up|kafka-down|kafka-kill
 #        deploy/stack.sh pg-up|pg-down|pg-kill
+#        deploy/stack.sh emulator-up|emulator-down|emulator-kill   (the Balance emulator)
 #        deploy/stack.sh kafka-tool <main class> [args...]   (CLI tools on the broker's jars)
 #
 # Every subcommand is idempotent: `up` on a running stack only reports, `down` on a
@@ -54,6 +56,19 @@ PG_PORT="${BILLY_PG_PORT:-55432}"
 PG_ROLE=billy
 PG_DB=billy
 PG_EXTERNAL_URL="${BILLY_DATABASE_URL:-}"
+
+# --- Balance emulator settings -------------------------------------------------------
+BALANCE_DIR="$STATE/balance"
+BALANCE_PIDFILE="$BALANCE_DIR/emulator.pid"
+BALANCE_LOG="$BALANCE_DIR/emulator.log"
+BALANCE_DB="$BALANCE_DIR/emulator.sqlite3"
+BALANCE_SECRET_FILE="$BALANCE_DIR/notify.secret"
+BALANCE_PORT="${BILLY_BALANCE_PORT:-18090}"
+BALANCE_NOTIFY_URL="${BILLY_BALANCE_NOTIFY_URL:-http://$HOST:8081/balance}"  # billy's intake
+BALANCE_NOTIFY_FORM="${BILLY_BALANCE_NOTIFY_FORM:-json}"
+BALANCE_PYTHON="${BILLY_BALANCE_PYTHON:-python3.11}"
+BALANCE_READY_TIMEOUT=20
+BALANCE_STOP_TIMEOUT=10
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -661,6 +676,141 @@ pg_status() {
 }
 
 # =====================================================================================
+# Balance emulator (balance_emulator/, standard library only: no venv needed)
+# =====================================================================================
+
+# The interpreter's real path: a wrapper such as a pyenv shim may start Python as another
+# process, and the pid file must hold the emulator's own pid.
+balance_python() {
+  command -v "$BALANCE_PYTHON" >/dev/null 2>&1 ||
+    die "$BALANCE_PYTHON not found on PATH: the Balance emulator needs Python >= 3.11 (or set BILLY_BALANCE_PYTHON)"
+  local exe
+  exe=$("$BALANCE_PYTHON" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null) ||
+    die "$BALANCE_PYTHON does not run, or is older than Python 3.11 (set BILLY_BALANCE_PYTHON)"
+  printf '%s' "$exe"
+}
+
+# The shared secret of the emulator's notification signatures: made once (random), kept
+# in .state/balance/notify.secret (mode 600), never printed.
+balance_secret() {
+  if [[ ! -s $BALANCE_SECRET_FILE ]]; then
+    mkdir -p "$BALANCE_DIR"
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$BALANCE_SECRET_FILE.tmp")
+    mv "$BALANCE_SECRET_FILE.tmp" "$BALANCE_SECRET_FILE"
+  fi
+  cat "$BALANCE_SECRET_FILE"
+}
+
+is_our_balance() {  # pid $1 is an emulator started on our state file
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  local c
+  c=$(cmdline "$1")
+  [[ $c == *"-m balance_emulator"* && $c == *"--state $BALANCE_DB"* ]]
+}
+
+balance_pid() {
+  local pid
+  pid=$(cat "$BALANCE_PIDFILE" 2>/dev/null) || return 1
+  is_our_balance "$pid" || return 1
+  printf '%s' "$pid"
+}
+
+balance_healthy() {  # GET /health answers 200
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments $0 and $1
+  timeout 2 bash -c '
+    exec 3<>"/dev/tcp/$0/$1" || exit 1
+    printf "GET /health HTTP/1.0\r\nHost: %s\r\n\r\n" "$0" >&3
+    IFS= read -r line <&3 && [[ $line == *" 200 "* ]]' "$HOST" "$BALANCE_PORT" 2>/dev/null
+}
+
+balance_up() {
+  local pid owners python secret
+  if pid=$(balance_pid); then
+    say "balance:  already running (pid $pid, http://$HOST:$BALANCE_PORT/xmlrpc)"
+    return 0
+  fi
+  rm -f "$BALANCE_PIDFILE"
+  if owners=$(port_listeners "$BALANCE_PORT"); then
+    for pid in $owners; do
+      if is_our_balance "$pid"; then  # our emulator, pid file lost: adopt it
+        printf '%s\n' "$pid" >"$BALANCE_PIDFILE"
+        say "balance:  already running (pid $pid, pid file restored)"
+        return 0
+      fi
+    done
+    {
+      say "stack.sh: error: port $HOST:$BALANCE_PORT is already in use by something that is not billy's Balance emulator:"
+      describe_pids "$owners"
+      say "Stop it, or pick another port with BILLY_BALANCE_PORT."
+    } >&2
+    exit 1
+  fi
+  python=$(balance_python)
+  secret=$(balance_secret)
+  mkdir -p "$BALANCE_DIR"
+  printf '==== %s starting balance_emulator\n' "$(date -Is)" >>"$BALANCE_LOG"
+  # One simple command, so the background child execs the emulator itself ($! is its pid)
+  # and nothing else keeps the lock's fd 9. The secret goes through the environment: a
+  # command line is visible to every local user.
+  PYTHONPATH="$ROOT" BALANCE_NOTIFY_SECRET="$secret" \
+    nohup setsid "$python" -m balance_emulator --host "$HOST" --port "$BALANCE_PORT" \
+    --state "$BALANCE_DB" --notify-url "$BALANCE_NOTIFY_URL" --notify-form "$BALANCE_NOTIFY_FORM" \
+    >>"$BALANCE_LOG" 2>&1 </dev/null 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$BALANCE_PIDFILE"
+  local t0=$SECONDS deadline=$((SECONDS + BALANCE_READY_TIMEOUT))
+  until balance_healthy; do
+    if ! is_our_balance "$pid"; then
+      rm -f "$BALANCE_PIDFILE"
+      tail -n 20 "$BALANCE_LOG" >&2
+      die "the Balance emulator exited during start-up (log above; full log $BALANCE_LOG)"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 20 "$BALANCE_LOG" >&2
+      die "the Balance emulator (pid $pid) did not answer within ${BALANCE_READY_TIMEOUT}s; it is left running: deploy/stack.sh emulator-down stops it"
+    fi
+    sleep 0.2
+  done
+  say "balance:  ready in $((SECONDS - t0)) s (pid $pid, http://$HOST:$BALANCE_PORT/xmlrpc, notifications to $BALANCE_NOTIFY_URL as $BALANCE_NOTIFY_FORM)"
+}
+
+balance_wait_gone() {  # pid, seconds; exit 0 when gone
+  local pid=$1 end=$((SECONDS + $2))
+  while is_our_balance "$pid"; do
+    ((SECONDS >= end)) && return 1
+    sleep 0.1
+  done
+}
+
+balance_down() {  # signal: TERM (stop) or KILL
+  local pid
+  if ! pid=$(balance_pid); then
+    rm -f "$BALANCE_PIDFILE"
+    say "balance:  not running"
+    return 0
+  fi
+  kill "-$1" "$pid" 2>/dev/null || true
+  if ! balance_wait_gone "$pid" "$BALANCE_STOP_TIMEOUT"; then
+    say "balance:  no exit ${BALANCE_STOP_TIMEOUT}s after SIG$1, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    balance_wait_gone "$pid" 5 || die "balance: pid $pid survived SIGKILL"
+  fi
+  rm -f "$BALANCE_PIDFILE"
+  say "balance:  stopped with SIG$1 (pid $pid; state kept in .state/balance/emulator.sqlite3)"
+}
+
+balance_status() {
+  local pid
+  if pid=$(balance_pid); then
+    local ready=no
+    balance_healthy && ready=yes
+    say "balance:  running  pid $pid  url http://$HOST:$BALANCE_PORT/xmlrpc  healthy=$ready  rss $(rss_mib "$pid") MiB  notify $BALANCE_NOTIFY_URL ($BALANCE_NOTIFY_FORM)"
+  else
+    say "balance:  stopped  pid -  url http://$HOST:$BALANCE_PORT/xmlrpc"
+  fi
+}
+
+# =====================================================================================
 # env file and entry points
 # =====================================================================================
 
@@ -676,30 +826,40 @@ env_lines() {
   local url="${PG_EXTERNAL_URL:-postgresql://$PG_ROLE@$HOST:$PG_PORT/$PG_DB}"
   printf 'BILLY_KAFKA_BOOTSTRAP=%s\n' "$(env_value "$HOST:$KAFKA_PORT")"
   printf 'BILLY_DATABASE_URL=%s\n' "$(env_value "$url")"
+  printf 'BILLY_BALANCE_URL=%s\n' "$(env_value "http://$HOST:$BALANCE_PORT/xmlrpc")"
+  printf 'BILLY_BALANCE_NOTIFY_URL=%s\n' "$(env_value "$BALANCE_NOTIFY_URL")"
 }
 
 write_env() {
   mkdir -p "$STATE"
-  {
-    printf '# Written by deploy/stack.sh up. Use: set -a; . .state/stack.env; set +a\n'
-    env_lines
-  } >"$STACK_ENV.tmp"
+  local secret
+  secret=$(balance_secret)
+  # Mode 600: the file carries the Balance notification secret.
+  (
+    umask 077
+    {
+      printf '# Written by deploy/stack.sh up. Use: set -a; . .state/stack.env; set +a\n'
+      env_lines
+      printf 'BILLY_BALANCE_NOTIFY_SECRET=%s\n' "$(env_value "$secret")"
+    } >"$STACK_ENV.tmp"
+  )
   mv "$STACK_ENV.tmp" "$STACK_ENV"
   say "env: $STACK_ENV"
   sed 's/^/  /' <(env_lines)
+  say "  BILLY_BALANCE_NOTIFY_SECRET=(in the file only; kept in .state/balance/notify.secret)"
 }
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
   case $cmd in
-    up) take_lock; pg_up; kafka_up; write_env ;;
-    down) take_lock; kafka_down; pg_stop fast ;;
-    status) kafka_status; pg_status ;;
+    up) take_lock; pg_up; kafka_up; balance_up; write_env ;;
+    down) take_lock; balance_down TERM; kafka_down; pg_stop fast ;;
+    status) kafka_status; pg_status; balance_status ;;
     env) env_lines ;;
     kafka-up) take_lock; kafka_up ;;
     kafka-down) take_lock; kafka_down ;;
@@ -707,6 +867,9 @@ main() {
     pg-up) take_lock; pg_up ;;
     pg-down) take_lock; pg_stop fast ;;
     pg-kill) take_lock; pg_stop immediate ;;
+    emulator-up) take_lock; balance_up; write_env ;;
+    emulator-down) take_lock; balance_down TERM ;;
+    emulator-kill) take_lock; balance_down KILL ;;
     kafka-tool)
       [[ $# -ge 1 ]] || die "usage: deploy/stack.sh kafka-tool <main class> [args...]"
       need_java

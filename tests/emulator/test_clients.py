@@ -151,6 +151,7 @@ def test_wrong_arity_and_unknown_method_are_faults(balance):
 
 def test_uid_may_be_a_numeric_string_but_not_garbage(balance):
     assert balance.Balance2.CreateClient(str(UID), {"NAME": "S"})[0] == 0
+    assert balance.Balance2.CreateClient("1120000000012345", {"NAME": "S"})[0] == 0
     with pytest.raises(xmlrpc.client.Fault) as caught:
         balance.Balance2.CreateClient("root", {"NAME": "S"})
     assert fault_code(caught.value) == "INVALID_PARAM"
