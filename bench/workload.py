@@ -49,7 +49,7 @@ def registrations(clients: list[str]) -> list[Encoded]:
 def fundings(tenant: str, clients: list[str]) -> list[Encoded]:
     """Adjust commands for the admin topic (key `<tenant>/<client>`)."""
     return [_encode(Command(uuid.uuid4().hex, c, _now_ms(),
-                            Adjust(FUNDING_MINOR, "RUB", "benchmark funding")),
+                            Adjust(FUNDING_MINOR, "RUB", "benchmark funding", "bench")),
                     key=f"{tenant}/{c}")
             for c in clients]
 

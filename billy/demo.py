@@ -47,7 +47,7 @@ def run_demo(settings: Settings, tenant: str) -> int:
         thread.start()
     boot = settings.kafka_bootstrap
     billy = BillyClient(boot, tenant, prefix=prefix)
-    admin = BillyAdminClient(boot, prefix=prefix)
+    admin = BillyAdminClient(boot, operator="demo-operator", prefix=prefix)
     results = ResultReader(boot, tenant, f"{prefix}-demo", prefix=prefix)
     admin_results = ResultReader.for_admin(boot, f"{prefix}-demo-admin", prefix=prefix)
 

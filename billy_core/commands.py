@@ -7,14 +7,18 @@ naming the field and the reason. Times are integer milliseconds since the epoch 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 
+from billy_core.limits import ID_CHARS_MAX, NAME_CHARS_MAX, OPERATOR_CHARS_MAX, REASON_CHARS_MAX
 from billy_core.money import MoneyError, check_amount, check_currency
 
-ID_LEN_MAX = 64
-REASON_LEN_MAX = 500
-NAME_LEN_MAX = 256
+# Kept under their old names for the SDK's users.
+ID_LEN_MAX = ID_CHARS_MAX
+NAME_LEN_MAX = NAME_CHARS_MAX
+REASON_LEN_MAX = REASON_CHARS_MAX
+EXPIRE_COMMAND_PREFIX = "billy-expire:"
 
 
 class InvalidCommand(ValueError):
@@ -105,6 +109,7 @@ class Adjust:
     amount_minor: int  # may be negative
     currency: str
     reason: str
+    operator: str | None = None  # who on the billing team; required on the admin topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,9 @@ class ExpireHold:
     """billy's own command: release a hold whose `expires_at` has passed.
 
     The hold sweeper sends it to the client's command partition, so the expiry is an
-    ordered event of that client and a replay decides it the same way.
+    ordered event of that client and a replay decides it the same way; the ledger applies
+    the same event (same id, `expire_command_id`) itself when a ConfirmHold or ReleaseHold
+    finds the hold expired first.
     """
 
     hold_id: str
@@ -150,6 +157,13 @@ class Command:
         return type(self.body).__name__
 
 
+def expire_command_id(client_id: str, hold_id: str) -> str:
+    """The id of a hold's expiry event, stable per (client, hold): command ids are unique per
+    tenant, hold ids per client only. Hashed so it stays within 64 characters."""
+    digest = hashlib.blake2b(f"{client_id}\x1f{hold_id}".encode(), digest_size=16).hexdigest()
+    return EXPIRE_COMMAND_PREFIX + digest
+
+
 def _check_id(value: str | None, field_name: str) -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= ID_LEN_MAX:
         raise InvalidCommand(f"{field_name}: must be 1..{ID_LEN_MAX} characters")
@@ -177,6 +191,10 @@ def validate(command: Command, *, admin: bool = False) -> None:
     _check_id(command.command_id, "command_id")
     _check_id(command.client_id, "client_id")
     body = command.body
+    if admin and not isinstance(body, Adjust):
+        raise InvalidCommand(
+            f"body: billy.admin.commands takes Adjust only, got {type(body).__name__}"
+        )
     try:
         match body:
             case RegisterClient():
@@ -211,9 +229,14 @@ def validate(command: Command, *, admin: bool = False) -> None:
                     raise InvalidCommand("body: Adjust is accepted on billy.admin.commands only")
                 check_amount(body.amount_minor, "body.amount_minor", signed=True)
                 check_currency(body.currency, "body.currency")
-                if not body.reason or len(body.reason) > REASON_LEN_MAX:
-                    raise InvalidCommand(f"body.reason: must be 1..{REASON_LEN_MAX} characters")
+                if not body.reason or len(body.reason) > REASON_CHARS_MAX:
+                    raise InvalidCommand(f"body.reason: must be 1..{REASON_CHARS_MAX} characters")
                 _check_text(body.reason, "body.reason")
+                if not body.operator or len(body.operator) > OPERATOR_CHARS_MAX:
+                    raise InvalidCommand(
+                        f"body.operator: must be 1..{OPERATOR_CHARS_MAX} characters (who adjusts)"
+                    )
+                _check_text(body.operator, "body.operator")
             case RequestInvoice() | TransferCredit():
                 check_amount(body.amount_minor, "body.amount_minor")
                 check_currency(body.currency, "body.currency")

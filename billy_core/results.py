@@ -27,13 +27,14 @@ class Code(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"  # the wallet has another currency
     HOLD_EXISTS = "hold_exists"  # Hold with a hold_id already used by this client
     HOLD_NOT_FOUND = "hold_not_found"
-    HOLD_SETTLED = "hold_settled"  # confirmed, released or expired before
-    HOLD_EXPIRED = "hold_expired"  # the hold expired before this command; it is released now
+    HOLD_SETTLED = "hold_settled"  # the hold was confirmed or released before
+    HOLD_EXPIRED = "hold_expired"  # the hold expired (its expiry is its own ExpireHold result)
     HOLD_NOT_EXPIRED = "hold_not_expired"  # ExpireHold arrived before expires_at
     EXCEEDS_HOLD = "exceeds_hold"  # confirm more than is held
     CHARGE_NOT_FOUND = "charge_not_found"  # Refund of an unknown or non-refundable command
     EXCEEDS_REFUNDABLE = "exceeds_refundable"  # refund more than is left
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    BALANCE_OVERFLOW = "balance_overflow"  # a balance would pass 2^63-1 minor units
     UNSUPPORTED = "unsupported"  # a Balance-bound command before the Balance gateway exists
     BALANCE_ERROR = "balance_error"  # Balance failed for good (Balance gateway)
 

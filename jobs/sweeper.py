@@ -9,7 +9,6 @@ hold, so sending it twice is a harmless duplicate.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -19,22 +18,12 @@ from confluent_kafka import Producer
 
 from billy_core import metrics, retry
 from billy_core.codec import encode_command
-from billy_core.commands import Command, ExpireHold
+from billy_core.commands import Command, ExpireHold, expire_command_id
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 
 log = logging.getLogger("billy.sweeper")
-
-EXPIRE_COMMAND_PREFIX = "billy-expire:"
-
-
-def expire_command_id(client_id: str, hold_id: str) -> str:
-    """Stable per (client, hold): command ids are unique per tenant, hold ids per client only.
-    Hashed so the id stays within 64 characters whatever the ids' lengths."""
-    digest = hashlib.blake2b(f"{client_id}\x1f{hold_id}".encode(), digest_size=16).hexdigest()
-    return EXPIRE_COMMAND_PREFIX + digest
-
 
 class HoldSweeper:
     def __init__(self, settings: Settings, topics: TopicNames | None = None) -> None:

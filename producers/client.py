@@ -339,18 +339,23 @@ class BillyClient(_Sender):
 
 class BillyAdminClient(_Sender):
     """The billing team's corrections: `Adjust` commands on `<prefix>.admin.commands`,
-    keyed `<tenant>/<client id>`. Needs a Kafka principal allowed to write that topic."""
+    keyed `<tenant>/<client id>`. Needs a Kafka principal allowed to write that topic.
+
+    `operator` (a login, 1..64 characters) is stored with every correction it sends, with
+    the reason: the audit trail."""
 
     def __init__(
         self,
         bootstrap: str,
         *,
+        operator: str,
         prefix: str = "billy",
         extra_config: Mapping[str, Any] | None = None,
         codec: CommandCodec | None = None,
         enqueue_timeout_s: float = ENQUEUE_TIMEOUT_S,
     ) -> None:
         self.topic = TopicNames(prefix).admin_commands
+        self.operator = operator
         super().__init__(bootstrap, "billy-sdk-admin", extra_config, codec, enqueue_timeout_s)
 
     def adjust(
@@ -372,7 +377,7 @@ class BillyAdminClient(_Sender):
             command_id=uuid.uuid4().hex if command_id is None else command_id,
             client_id=client_id,
             issued_at_ms=_now_ms(),
-            body=c.Adjust(amount_minor, currency, reason),
+            body=c.Adjust(amount_minor, currency, reason, self.operator),
         )
         self._checked(command, "adjust", admin=True)
         return self._produce(self.topic, f"{tenant}/{client_id}", command, wait, timeout_s)

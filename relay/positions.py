@@ -115,7 +115,10 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[st
                     waiting.discard(message.partition())
                     continue
                 raise TransientError(str(message.error()))
-            positions[message.key().decode()] = _decode(message)
+            # The highest wins, not the last read: a shard's key may have moved partitions
+            # (a partitioner change), leaving an older position on the old partition.
+            shard = message.key().decode()
+            positions[shard] = max(positions.get(shard, -1), _decode(message))
         return positions
     finally:
         consumer.close()

@@ -131,7 +131,7 @@ _body(
 _body(c.ConfirmHold, _s("hold_id"), _n("amount_minor"))
 _body(c.ReleaseHold, _s("hold_id"))
 _body(c.Refund, _s("charge_command_id"), _n("amount_minor"))
-_body(c.Adjust, _n("amount_minor"), _s("currency"), _s("reason"))
+_body(c.Adjust, _n("amount_minor"), _s("currency"), _s("reason"), _s("operator"))
 _body(c.ExpireHold, _s("hold_id"))
 
 # The timestamp-millis fields among the longs: read may hand them over as datetimes.

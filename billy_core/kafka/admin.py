@@ -16,9 +16,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.error import KafkaError, KafkaException
 
 from billy_core.kafka import config as kafka_config
-from billy_core.settings import REPO_ROOT, Settings
+from billy_core.codec.schemas import schemas_dir
+from billy_core.settings import Settings
 
-TOPICS_DIR = REPO_ROOT / "schemas" / "topics"
+TOPICS_DIR = schemas_dir() / "topics"  # the repository's, or the installed wheel's copy
 DEFAULT_PREFIX = "billy"
 
 

@@ -9,7 +9,7 @@ account names and `invariants` for the checks that stay on in production.
 """
 
 from billy_core.ledger import accounts
-from billy_core.ledger.core import decide
+from billy_core.ledger.core import Duplicate, decide, expiry_due
 from billy_core.ledger.decision import AppliedKind, AppliedLine, Decision, Transfer
 from billy_core.ledger.invariants import (
     InvariantViolation,
@@ -26,6 +26,7 @@ __all__ = [
     "ChargeRecord",
     "ClientState",
     "Decision",
+    "Duplicate",
     "HoldRecord",
     "HoldStatus",
     "InvariantViolation",
@@ -37,4 +38,5 @@ __all__ = [
     "check_held_matches",
     "check_transfers",
     "decide",
+    "expiry_due",
 ]

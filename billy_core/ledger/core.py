@@ -1,46 +1,53 @@
-"""The pure ledger core: `decide(state, command, record_ts_ms) -> Decision`.
+"""The pure ledger core: `decide(state, command, record_ts_ms, ...) -> Decision | Duplicate`.
 
 Pure and deterministic: no I/O, no clock (time is the Kafka record timestamp passed in),
 no randomness. The same rows, commands and timestamps always give the same decisions and
 the same rows afterwards, so a replay decides exactly as the first run did.
 
-`decide` assumes the command passed `billy_core.commands.validate` and that the shell
-answered duplicates and idempotency conflicts itself (they never reach the core). It
-changes `state` in place only when the command applies, except for one side effect: a
-ConfirmHold or ReleaseHold that finds its hold past `expires_at` expires the hold (money
-moves back from held to available) and is still REJECTED `hold_expired`; that decision
-carries the transfer, so the shell must write the transfers of EVERY decision, whatever
-its status. `wallet.version` grows by 1 exactly when balances or holds change (any
-decision with transfers; registration sets it to 1).
+`decide` changes `state` in place only when the command applies: a rejection changes
+nothing. `wallet.version` grows by 1 exactly when balances or holds change (registration
+sets it to 1). A hold that a ConfirmHold or ReleaseHold finds past `expires_at` expires as
+an event of its own, before the command: `expiry_due` names that ExpireHold (its id derived
+from the hold, `commands.expire_command_id`), the shell decides and answers it like any
+command, and the command itself then finds the hold expired.
 
-Precedence: a command gets the first code of this list that applies.
+Precedence: a command gets the first outcome of this list that applies.
 
-1. RegisterClient: the wallet exists -> REJECTED `client_exists`; else the wallet is
+1. `invalid` given (the command failed `commands.validate`) -> REJECTED `invalid`, not
+   remembered: resending it answers `invalid` again.
+2. `prior_hash` given (the command_id was seen before): the same payload hash ->
+   `Duplicate` (the shell answers the stored result); another -> REJECTED
+   `idempotency_conflict`, not remembered.
+3. RegisterClient: the wallet exists -> REJECTED `client_exists`; else the wallet is
    created in the body's currency (version 1, `new_wallet`), APPLIED `ok`, no transfers.
-2. Any other body and no wallet -> REJECTED `unknown_client`.
-3. A Balance-bound body (`BALANCE_BODIES`) -> REJECTED `unsupported` (needs the Balance
+4. Any other body and no wallet -> REJECTED `unknown_client`.
+5. A Balance-bound body (`BALANCE_BODIES`) -> REJECTED `unsupported` (needs the Balance
    gateway).
-4. Charge, Hold, Adjust in another currency than the wallet's -> REJECTED
+6. Charge, Hold, Adjust in another currency than the wallet's -> REJECTED
    `currency_mismatch`.
-5. Adjust: positive: adjustments -> available. Negative: `insufficient_funds` if
-   available - |amount| < -overdraft_limit; else available -> adjustments.
-6. Charge: `insufficient_funds` as above; else available -> revenue(product), a refundable
+7. Adjust: positive: `balance_overflow` if available would pass `BALANCE_MINOR_MAX`, else
+   adjustments -> available. Negative: `insufficient_funds` if available - |amount| <
+   -overdraft_limit; else available -> adjustments.
+8. Charge: `insufficient_funds` as above; else available -> revenue(product), a refundable
    ChargeRecord keyed by the command_id, an applied-log CHARGE line.
-7. Hold: hold_id already used by this client (any status) -> `hold_exists`;
-   expires_at <= record time -> `invalid`; `insufficient_funds` as above; else
-   available -> held and an open HoldRecord.
-8. ConfirmHold: no such hold -> `hold_not_found`; not open -> `hold_settled`; record time
-   >= expires_at -> the hold expires now (held -> available), REJECTED `hold_expired`;
-   amount (None = all) > the hold's amount -> `exceeds_hold`; else held -> revenue(amount)
-   and held -> available (the rest, if any), status confirmed, a ChargeRecord keyed by
-   the confirm's command_id, an applied-log CHARGE line.
-9. ReleaseHold: `hold_not_found`; `hold_settled`; expired by time -> expires now,
-   REJECTED `hold_expired`; else held -> available, status released.
-10. ExpireHold (billy's sweeper): `hold_not_found`; `hold_settled`; record time <
-    expires_at -> `hold_not_expired`; else held -> available, status expired, APPLIED.
-11. Refund: the target is not a refundable charge of this client -> `charge_not_found`;
+9. Hold: hold_id already used by this client (any status) -> `hold_exists`;
+   expires_at <= record time -> `invalid`; `insufficient_funds` as above;
+   `balance_overflow` if held would pass the maximum; else available -> held and an open
+   HoldRecord.
+10. ConfirmHold: no such hold -> `hold_not_found`; expired (now or before) ->
+    `hold_expired`; confirmed or released -> `hold_settled`; amount (None = all) > the
+    hold's amount -> `exceeds_hold`; `balance_overflow` if the returned rest would pass the
+    maximum; else held -> revenue(amount) and held -> available (the rest, if any), status
+    confirmed, a ChargeRecord keyed by the confirm's command_id, an applied-log CHARGE line.
+11. ReleaseHold: `hold_not_found`; `hold_expired`; `hold_settled`; `balance_overflow`;
+    else held -> available, status released.
+12. ExpireHold (billy's own event): `hold_not_found`; `hold_expired` (already);
+    `hold_settled`; record time < expires_at -> `hold_not_expired`; `balance_overflow`;
+    else held -> available, status expired, APPLIED.
+13. Refund: the target is not a refundable charge of this client -> `charge_not_found`;
     nothing left to refund, or more requested (None = all that is left) than is left ->
-    `exceeds_refundable`; else revenue(product) -> available, an applied-log REFUND line.
+    `exceeds_refundable`; `balance_overflow`; else revenue(product) -> available, an
+    applied-log REFUND line.
 
 Raises `InvariantViolation` (and only that) when the rows or the decision break a ledger
 invariant: a bug or corrupt data, never bad input. Nothing must be written then.
@@ -48,6 +55,8 @@ Messages are short and never contain names or emails.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from billy_core.commands import (
     BALANCE_BODIES,
@@ -60,21 +69,54 @@ from billy_core.commands import (
     Refund,
     RegisterClient,
     ReleaseHold,
+    expire_command_id,
 )
+from billy_core.idempotency import payload_hash
 from billy_core.ledger import accounts
 from billy_core.ledger.decision import AppliedKind, AppliedLine, Decision, Transfer
 from billy_core.ledger.invariants import InvariantViolation, check_client, check_decision
 from billy_core.ledger.state import ChargeRecord, ClientState, HoldRecord, HoldStatus, Wallet
+from billy_core.limits import BALANCE_MINOR_MAX
 from billy_core.results import Code, Status
 
-__all__ = ["AppliedKind", "AppliedLine", "Decision", "Transfer", "decide"]
+__all__ = [
+    "AppliedKind",
+    "AppliedLine",
+    "Decision",
+    "Duplicate",
+    "Transfer",
+    "decide",
+    "expiry_due",
+]
 
 
-def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The command_id was seen before with the same payload: answer the stored result."""
+
+
+def decide(
+    state: ClientState,
+    command: Command,
+    record_ts_ms: int,
+    *,
+    invalid: str | None = None,
+    prior_hash: bytes | None = None,
+) -> Decision | Duplicate:
     """Decide one command for one client and apply it to `state` in place.
 
+    `invalid`: why `commands.validate` refused the command (None: it is sound).
+    `prior_hash`: the payload hash stored with this command_id (None: never seen).
     Never blocks, never does I/O. Raises only `InvariantViolation`.
     """
+    if invalid is not None:
+        return _rejected(Code.INVALID, invalid)
+    if prior_hash is not None:
+        if prior_hash == payload_hash(command):
+            return Duplicate()
+        return _rejected(
+            Code.IDEMPOTENCY_CONFLICT, "command_id was used before with another payload"
+        )
     if command.client_id != state.client_id:
         raise InvariantViolation(
             f"{state.tenant}/{state.client_id}: got a command of client {command.client_id!r}"
@@ -102,6 +144,23 @@ def decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision:
     else:
         check_decision(before, after, decision, before_version=before_version)
     return decision
+
+
+def expiry_due(state: ClientState, command: Command, record_ts_ms: int) -> Command | None:
+    """The ExpireHold that must be applied before `command`: a ConfirmHold or ReleaseHold
+    that finds its hold open but past `expires_at` at this record's time. Pure."""
+    body = command.body
+    if not isinstance(body, ConfirmHold | ReleaseHold) or state.wallet is None:
+        return None
+    hold = state.holds.get(body.hold_id)
+    if hold is None or hold.status != HoldStatus.OPEN or record_ts_ms < hold.expires_at_ms:
+        return None
+    return Command(
+        expire_command_id(command.client_id, body.hold_id),
+        command.client_id,
+        record_ts_ms,
+        ExpireHold(body.hold_id),
+    )
 
 
 def _touched(command: Command) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -184,10 +243,25 @@ def _insufficient(wallet: Wallet, amount_minor: int) -> Decision:
     )
 
 
+def _fits(balance_minor: int, credit_minor: int) -> bool:
+    """Whether a balance can take a credit without passing a PostgreSQL bigint."""
+    return balance_minor + credit_minor <= BALANCE_MINOR_MAX
+
+
+def _overflow(what: str) -> Decision:
+    return _rejected(Code.BALANCE_OVERFLOW, f"the {what} balance would pass {BALANCE_MINOR_MAX}")
+
+
 def _open_hold(state: ClientState, hold_id: str) -> HoldRecord | Decision:
     hold = state.holds.get(hold_id)
     if hold is None:
         return _rejected(Code.HOLD_NOT_FOUND, "no such hold")
+    if hold.status == HoldStatus.EXPIRED:
+        return _rejected(
+            Code.HOLD_EXPIRED,
+            "the hold has expired",
+            expires_at_ms=str(hold.expires_at_ms),
+        )
     if hold.status != HoldStatus.OPEN:
         return _rejected(
             Code.HOLD_SETTLED, f"the hold is already {hold.status}", hold_status=hold.status
@@ -195,14 +269,17 @@ def _open_hold(state: ClientState, hold_id: str) -> HoldRecord | Decision:
     return hold
 
 
-def _live_hold(
-    state: ClientState, wallet: Wallet, hold_id: str, command_id: str, record_ts_ms: int
-) -> HoldRecord | Decision:
+def _live_hold(state: ClientState, hold_id: str, record_ts_ms: int) -> HoldRecord | Decision:
     """The open, unexpired hold a confirm or release acts on, or the Decision that ends the
-    command: not found, settled, or expired by this record's time (then it expires now)."""
+    command: not found, expired (by now or by this record's time: the shell applies the
+    expiry first, see `expiry_due`), or settled. Changes nothing."""
     hold = _open_hold(state, hold_id)
     if isinstance(hold, HoldRecord) and record_ts_ms >= hold.expires_at_ms:
-        return _expired_now(state, wallet, hold, command_id)
+        return _rejected(
+            Code.HOLD_EXPIRED,
+            "the hold has expired",
+            expires_at_ms=str(hold.expires_at_ms),
+        )
     return hold
 
 
@@ -224,17 +301,6 @@ def _return_hold(
     )
 
 
-def _expired_now(state: ClientState, wallet: Wallet, hold: HoldRecord, command_id: str) -> Decision:
-    transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.EXPIRED)
-    return Decision(
-        Status.REJECTED,
-        Code.HOLD_EXPIRED,
-        "the hold had expired; it is released now",
-        (transfer,),
-        details={"expires_at_ms": str(hold.expires_at_ms)},
-    )
-
-
 def _add_charge(state: ClientState, record: ChargeRecord) -> None:
     if record.command_id in state.charges:  # command ids are unique per tenant
         raise InvariantViolation(
@@ -251,6 +317,8 @@ def _adjust(state: ClientState, wallet: Wallet, body: Adjust) -> Decision:
     available = accounts.available(state.tenant, state.client_id)
     adjustments = accounts.adjustments(state.tenant)
     if body.amount_minor > 0:
+        if not _fits(wallet.available_minor, body.amount_minor):
+            return _overflow("available")
         wallet.available_minor += body.amount_minor
         transfer = Transfer(adjustments, available, body.amount_minor, body.currency)
     else:
@@ -286,6 +354,8 @@ def _hold(state: ClientState, wallet: Wallet, body: Hold, record_ts_ms: int) -> 
         return _rejected(Code.INVALID, "body.expires_at: already passed at the record's time")
     if not _can_spend(wallet, body.amount_minor):
         return _insufficient(wallet, body.amount_minor)
+    if not _fits(wallet.held_minor, body.amount_minor):
+        return _overflow("held")
     wallet.available_minor -= body.amount_minor
     wallet.held_minor += body.amount_minor
     wallet.version += 1
@@ -305,7 +375,7 @@ def _hold(state: ClientState, wallet: Wallet, body: Hold, record_ts_ms: int) -> 
 def _confirm(
     state: ClientState, wallet: Wallet, command_id: str, body: ConfirmHold, record_ts_ms: int
 ) -> Decision:
-    hold = _live_hold(state, wallet, body.hold_id, command_id, record_ts_ms)
+    hold = _live_hold(state, body.hold_id, record_ts_ms)
     if isinstance(hold, Decision):
         return hold
     amount = hold.amount_minor if body.amount_minor is None else body.amount_minor
@@ -316,6 +386,8 @@ def _confirm(
             hold_amount_minor=str(hold.amount_minor),
         )
     rest = hold.amount_minor - amount
+    if not _fits(wallet.available_minor, rest):
+        return _overflow("available")
     wallet.held_minor -= hold.amount_minor
     wallet.available_minor += rest
     wallet.version += 1
@@ -343,9 +415,11 @@ def _confirm(
 def _release(
     state: ClientState, wallet: Wallet, command_id: str, body: ReleaseHold, record_ts_ms: int
 ) -> Decision:
-    hold = _live_hold(state, wallet, body.hold_id, command_id, record_ts_ms)
+    hold = _live_hold(state, body.hold_id, record_ts_ms)
     if isinstance(hold, Decision):
         return hold
+    if not _fits(wallet.available_minor, hold.amount_minor):
+        return _overflow("available")
     transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.RELEASED)
     return _applied("hold released", (transfer,))
 
@@ -362,6 +436,8 @@ def _expire_hold(
             "the hold has not expired yet",
             expires_at_ms=str(hold.expires_at_ms),
         )
+    if not _fits(wallet.available_minor, hold.amount_minor):
+        return _overflow("available")
     transfer = _return_hold(state, wallet, hold, command_id, HoldStatus.EXPIRED)
     return _applied("hold expired", (transfer,))
 
@@ -378,6 +454,8 @@ def _refund(state: ClientState, wallet: Wallet, body: Refund) -> Decision:
             "more than is left to refund",
             refundable_minor=str(left),
         )
+    if not _fits(wallet.available_minor, requested):
+        return _overflow("available")
     charge.refunded_minor += requested
     state.dirty_charges.add(charge.command_id)
     wallet.available_minor += requested

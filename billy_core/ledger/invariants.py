@@ -180,9 +180,8 @@ def check_decision(
     command gives exactly the wallet after it.
 
     Also: every transfer touches this wallet and only in its currency; APPLIED goes with
-    `ok` and a rejection with another code; a rejection moves money only when it is
-    `hold_expired` (the hold expires as a side effect); applied-log lines come only with
-    APPLIED. With `before_version`, the version grew by exactly 1 iff money moved.
+    `ok` and a rejection with another code; a rejection moves no money; applied-log lines
+    come only with APPLIED. With `before_version`, the version grew by exactly 1 iff money moved.
     """
     check_transfers(decision.transfers)
     key = f"{after.tenant}/{after.client_id}"
@@ -212,7 +211,7 @@ def check_decision(
     if (decision.status == Status.APPLIED) != (decision.code == Code.OK):
         _fail(f"status {decision.status} with code {decision.code}", key)
     if decision.status == Status.REJECTED:
-        if decision.transfers and decision.code != Code.HOLD_EXPIRED:
+        if decision.transfers:
             _fail(f"rejection {decision.code} moved money", key)
         if decision.applied:
             _fail(f"rejection {decision.code} has applied-log lines", key)

@@ -132,6 +132,8 @@ class Writes:
     applied: list[tuple[str, str, str, str, str, int, str, str | None, int]] = field(
         default_factory=list
     )
+    # (tenant, client_id, command_id, amount_minor, currency, operator, reason, applied_at_ms)
+    adjustments: list[tuple[str, str, str, int, str, str, str, int]] = field(default_factory=list)
 
 
 def write(cur: psycopg.Cursor, w: Writes) -> None:
@@ -251,6 +253,13 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             "processed_commands (tenant, command_id, client_id, payload_hash, applied, result,"
             " source_topic, source_partition, source_offset)",
             w.processed,
+        )
+    if w.adjustments:
+        _copy(
+            cur,
+            "adjustments (tenant, client_id, command_id, amount_minor, currency, operator, reason,"
+            " applied_at_ms)",
+            w.adjustments,
         )
     if w.applied:
         _copy(

@@ -211,3 +211,20 @@ Index(
     applied_services.c.applied_at_ms,
     applied_services.c.command_id,
 )
+
+# The audit trail of the billing team's corrections: who, why, how much, when (record time).
+adjustments = Table(
+    "adjustments",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("operator", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("applied_at_ms", BigInteger, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
+    CheckConstraint("amount_minor <> 0", name="adjustment_not_zero"),
+)

@@ -1,10 +1,12 @@
-"""From a Kafka record to a command, or to a named reason why it is poison.
+"""From a Kafka record to a command, or to a named reason why it is poison. Pure.
 
-Poison (goes to the DLQ): bytes that do not decode as a `billy.v1.Command`, an empty value,
-a key that does not match `client_id`, a record without a timestamp, a `command_id` or
-`client_id` with control characters (no result could be stored under it). A command that
-decodes but has a bad value (a zero amount, an unknown currency) is not poison: it gets a
-REJECTED `invalid` result naming the field, like any other business rejection.
+Poison (goes to the DLQ): a value that does not decode as a `billy.v1.Command` (empty
+included), a key that is not UTF-8 or does not match `client_id`, a record without a
+timestamp. Everything that decodes is a command and gets a result: one with a bad value (a
+zero amount, an unknown currency, an id with control characters, an Adjust for an unknown
+tenant, anything but an Adjust on the admin topic) is `Decoded` with `invalid` set, and is
+answered REJECTED `invalid` naming the field. Invalid commands are never looked up in or
+written to PostgreSQL (their ids may hold bytes PostgreSQL cannot store).
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billy_core.codec import DecodeError, decode_command
-from billy_core.commands import Command, InvalidCommand, has_control_chars, validate
+from billy_core.commands import Command, InvalidCommand, validate
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
+from billy_core.limits import ECHO_CHARS_MAX
 from billy_core.stream import Poison, Record
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
     record: Record
-    tenant: str
+    tenant: str  # whose client: the topic's tenant, or the admin key's first part
     admin: bool
     command: Command
     invalid: str | None  # why validation failed, or None when the command is sound
+
+    @property
+    def namespace(self) -> str:
+        """Where the command_id is unique: the tenant, or the admin topic's own space."""
+        return ADMIN_TENANT if self.admin else self.tenant
 
 
 def decode(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Decoded | Poison:
@@ -45,22 +53,24 @@ def decode(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Decod
     except UnicodeDecodeError:
         return Poison(record, "key: not UTF-8")
     admin = topic_tenant == ADMIN_TENANT
+    tenant, client_id = topic_tenant, key
     if admin:
         # The admin topic carries every tenant's clients: the key names both.
         tenant, _, client_id = (key or "").partition("/")
-        if tenant not in tenants:
-            return Poison(record, f"key: {key!r} must be '<tenant>/<client id>' of a known tenant")
-    else:
-        tenant, client_id = topic_tenant, key
     if client_id != command.client_id:
         return Poison(record, "key: does not match the command's client_id")
-    for name, value in (("command_id", command.command_id), ("client_id", command.client_id)):
-        if has_control_chars(value):
-            # Not even a rejection can be stored under it (PostgreSQL text has no NUL).
-            return Poison(record, f"{name}: contains control characters")
-    try:
-        validate(command, admin=admin)
-        invalid = None
-    except InvalidCommand as exc:
-        invalid = str(exc)
+    invalid = None
+    if admin and tenant not in tenants:
+        invalid = f"key: the tenant {echo(tenant)} is not one of billy's tenants"
+    else:
+        try:
+            validate(command, admin=admin)
+        except InvalidCommand as exc:
+            invalid = str(exc)
     return Decoded(record, tenant, admin, command, invalid)
+
+
+def echo(value: str) -> str:
+    """A short, escaped prefix of a bad value, fit for a message."""
+    shown = repr(value[:ECHO_CHARS_MAX])
+    return shown + ("..." if len(value) > ECHO_CHARS_MAX else "")

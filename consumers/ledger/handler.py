@@ -25,13 +25,24 @@ from billy_core.codec import (
     encode_result,
     encode_wallet_snapshot,
 )
-from billy_core.commands import ConfirmHold, ExpireHold, Hold, Refund, RegisterClient, ReleaseHold
+from billy_core.commands import (
+    Adjust,
+    Command,
+    ConfirmHold,
+    ExpireHold,
+    Hold,
+    Refund,
+    RegisterClient,
+    ReleaseHold,
+    expire_command_id,
+)
 from billy_core.idempotency import payload_hash
-from billy_core.kafka.topics import TopicNames
-from billy_core.ledger.core import decide
+from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
+from billy_core.ledger.core import Duplicate, decide, expiry_due
 from billy_core.ledger.decision import Decision
 from billy_core.ledger.invariants import check_held_matches
 from billy_core.ledger.state import ClientState
+from billy_core.limits import MESSAGE_CHARS_MAX
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
 from billy_core.stream import Batch, Outbox, Poison, Record, Summary
@@ -59,7 +70,32 @@ class LedgerHandler:
         return decode(record, self.topics, self.tenants)
 
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
-        """Poison needs no answer besides its DLQ copy: it has no command id to answer."""
+        """A dead-lettered admin record is also answered on billy.admin.results (the billing
+        team's tools wait there), under the id `dlq:<partition>:<offset>`. A tenant's poison
+        has no answer besides its DLQ copy: it has no command id to answer to."""
+        r = poison.record
+        if self.topics.tenant_of(r.topic) != ADMIN_TENANT:
+            return
+        key = r.key.decode("utf-8", "replace") if r.key is not None else ""
+        result = Result(
+            command_id=f"dlq:{r.partition}:{r.offset}",
+            client_id=key.partition("/")[2],
+            status=Status.REJECTED,
+            code=Code.INVALID,
+            message=f"dead-lettered: {poison.reason}"[:MESSAGE_CHARS_MAX],
+            currency=None,
+            available_minor=0,
+            held_minor=0,
+            wallet_version=0,
+            duplicate=False,
+            processed_at_ms=_now_ms(),
+        )
+        outbox.add(
+            self.topics.admin_results,
+            r.key,
+            encode_result(result),
+            f"result:{r.topic}:{r.partition}:{r.offset}",
+        )
 
     def observe(self, topic: str, summary: Summary) -> None:
         tenant = self.topics.tenant_of(topic) or "?"
@@ -70,7 +106,7 @@ class LedgerHandler:
 
     def apply(self, cur: psycopg.Cursor, batch: Batch[Decoded], outbox: Outbox) -> Summary:
         fresh = batch.items
-        processed = store.load_processed(cur, {(d.tenant, d.command.command_id) for d in fresh})
+        processed = store.load_processed(cur, _idempotency_keys(fresh))
         states = store.load_states(cur, *_references(fresh))
         loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
         loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
@@ -89,17 +125,35 @@ class LedgerHandler:
         return Summary(tuple(rows.by_kind), rows.duplicates)
 
 
-def _references(fresh: Sequence[Decoded]):
+def _references(fresh: Sequence[Decoded]) -> tuple[set, set, set]:
+    """The clients, holds and charges a batch's sound commands name (invalid ones are never
+    looked up: their ids may not even be storable)."""
     clients, holds, charges = set(), set(), set()
     for d in fresh:
+        if d.invalid is not None:
+            continue
         key = (d.tenant, d.command.client_id)
         clients.add(key)
         body = d.command.body
-        if isinstance(body, (Hold, ConfirmHold, ReleaseHold, ExpireHold)):
+        if isinstance(body, Hold | ConfirmHold | ReleaseHold | ExpireHold):
             holds.add((*key, body.hold_id))
         elif isinstance(body, Refund):
             charges.add((*key, body.charge_command_id))
     return clients, holds, charges
+
+
+def _idempotency_keys(fresh: Sequence[Decoded]) -> set[tuple[str, str]]:
+    """(namespace, command_id) of every sound command, and of the expiry events a confirm or
+    release may apply first (a resent expiry must be found as a duplicate)."""
+    keys = set()
+    for d in fresh:
+        if d.invalid is not None:
+            continue
+        keys.add((d.namespace, d.command.command_id))
+        body = d.command.body
+        if isinstance(body, ConfirmHold | ReleaseHold):
+            keys.add((d.namespace, expire_command_id(d.command.client_id, body.hold_id)))
+    return keys
 
 
 class _Batch:
@@ -115,66 +169,81 @@ class _Batch:
         self.by_kind: list[tuple[str, str]] = []
         self.now_ms = _now_ms()
 
-    def _publish_result(self, d: Decoded, result_bytes: bytes) -> None:
-        r = d.record
+    def _publish_result(self, d: Decoded, result_bytes: bytes, event_id: str) -> None:
         topic = self.topics.admin_results if d.admin else self.topics.results(d.tenant)
         key = f"{d.tenant}/{d.command.client_id}" if d.admin else d.command.client_id
-        self._out(topic, key, result_bytes, f"result:{r.topic}:{r.partition}:{r.offset}")
+        self._out(topic, key, result_bytes, event_id)
         self.results += 1
 
     def command(self, d: Decoded, processed, states: dict[tuple[str, str], ClientState]) -> None:
-        command, r = d.command, d.record
-        id_key = (d.tenant, command.command_id)
-        digest = payload_hash(command)
-        prior = self.seen.get(id_key) or processed.get(id_key)
-        state = states[(d.tenant, command.client_id)]
-        if prior is not None:
-            prior_hash, prior_result = prior
-            if prior_hash == digest:
-                self.duplicates += 1
-                stored = decode_result(prior_result)
-                self._publish_result(d, encode_result(dataclasses.replace(stored, duplicate=True)))
-            else:
-                self._publish_result(
-                    d,
-                    self._result(
-                        d,
-                        state,
-                        _rejected(
-                            Code.IDEMPOTENCY_CONFLICT,
-                            "command_id was used before with another payload",
-                        ),
-                    ),
-                )
+        """Decide and write one record's command; first the expiry of the hold it touches,
+        when that hold is past `expires_at` at the record's time (an event of its own)."""
+        r = d.record
+        state = states.get((d.tenant, d.command.client_id)) if d.invalid is None else None
+        if state is not None:
+            expiry = expiry_due(state, d.command, r.timestamp_ms)
+            if expiry is not None:
+                event = f"expiry:{d.namespace}:{expiry.command_id}"
+                self._decide(d, expiry, state, processed, event)
+        self._decide(d, d.command, state, processed, f"result:{r.topic}:{r.partition}:{r.offset}")
+
+    def _decide(
+        self,
+        d: Decoded,
+        command: Command,
+        state: ClientState | None,
+        processed: dict[tuple[str, str], tuple[bytes, bytes]],
+        event_id: str,
+    ) -> None:
+        r = d.record
+        id_key = (d.namespace, command.command_id)
+        invalid = d.invalid if command is d.command else None
+        prior = None if invalid is not None else self.seen.get(id_key) or processed.get(id_key)
+        if state is None:  # an invalid command: nothing is loaded or written for it
+            state = ClientState(tenant=d.tenant, client_id=command.client_id)
+        version_before = state.wallet.version if state.wallet else 0
+        decision = decide(
+            state,
+            command,
+            r.timestamp_ms,
+            invalid=invalid,
+            prior_hash=prior[0] if prior is not None else None,
+        )
+        if isinstance(decision, Duplicate):
+            assert prior is not None
+            self.duplicates += 1
+            stored = decode_result(prior[1])
+            replayed = encode_result(dataclasses.replace(stored, duplicate=True))
+            self._publish_result(d, replayed, event_id)
             return
-        if d.invalid is not None:
-            decision = _rejected(Code.INVALID, d.invalid)
-        else:
-            version_before = state.wallet.version if state.wallet else 0
-            decision = decide(state, command, r.timestamp_ms)
-            if state.wallet is not None and state.wallet.version != version_before:
-                self.changed[(d.tenant, command.client_id)] = None
+        if state.wallet is not None and state.wallet.version != version_before:
+            self.changed[(d.tenant, command.client_id)] = None
         self.by_kind.append((command.kind, decision.code.value))
-        result_bytes = self._result(d, state, decision)
+        result_bytes = self._result(command, state, decision)
+        self._publish_result(d, result_bytes, event_id)
+        if invalid is not None or prior is not None:
+            return  # invalid or a conflict: never remembered, the id stays free
+        self._write(d, command, decision, result_bytes)
+
+    def _write(self, d: Decoded, command: Command, decision: Decision, result: bytes) -> None:
+        r = d.record
         applied = decision.status is Status.APPLIED
-        self.seen[id_key] = (digest, result_bytes)
+        digest = payload_hash(command)
+        self.seen[(d.namespace, command.command_id)] = (digest, result)
         w = self.writes
         w.processed.append(
             (
-                d.tenant,
+                d.namespace,
                 command.command_id,
                 command.client_id,
                 digest,
                 applied,
-                result_bytes,
+                result,
                 r.topic,
                 r.partition,
                 r.offset,
             )
         )
-        self._publish_result(d, result_bytes)
-        # Transfers are written whatever the status: a REJECTED hold_expired still returns
-        # the expired hold's money from held to available.
         for t in decision.transfers:
             w.transfers.append(
                 (
@@ -190,8 +259,22 @@ class _Batch:
             )
         if not applied:
             return
-        if isinstance(command.body, RegisterClient):
-            w.clients.append((d.tenant, command.client_id, command.body.name, command.body.email))
+        body = command.body
+        if isinstance(body, RegisterClient):
+            w.clients.append((d.tenant, command.client_id, body.name, body.email))
+        if isinstance(body, Adjust):
+            w.adjustments.append(
+                (
+                    d.tenant,
+                    command.client_id,
+                    command.command_id,
+                    body.amount_minor,
+                    body.currency,
+                    body.operator or "",
+                    body.reason,
+                    r.timestamp_ms,
+                )
+            )
         for line in decision.applied:
             w.applied.append(
                 (
@@ -224,12 +307,12 @@ class _Batch:
                 f"applied:{d.tenant}:{command.command_id}",
             )
 
-    def _result(self, d: Decoded, state: ClientState, decision: Decision) -> bytes:
+    def _result(self, command: Command, state: ClientState, decision: Decision) -> bytes:
         wallet = state.wallet
         return encode_result(
             Result(
-                command_id=d.command.command_id,
-                client_id=d.command.client_id,
+                command_id=command.command_id,
+                client_id=command.client_id,
                 status=decision.status,
                 code=decision.code,
                 message=decision.message,
@@ -275,7 +358,3 @@ class _Batch:
                 encode_wallet_snapshot(record),
                 f"wallet:{key[0]}:{key[1]}:{wallet.version}",
             )
-
-
-def _rejected(code: Code, message: str) -> Decision:
-    return Decision(status=Status.REJECTED, code=code, message=message)

@@ -66,7 +66,7 @@ class Workload:
     def fundings(self) -> list[Send]:
         out = []
         for tenant, client in self.clients:
-            body = Adjust(self.rng.randrange(50_000, 200_000), "RUB", "fault test funding")
+            body = Adjust(self.rng.randrange(50_000, 200_000), "RUB", "fault test funding", "fault-test")
             command = self._cmd(client, body)
             out.append(Send(tenant, True, f"{tenant}/{client}".encode(), encode_command(command)))
         return out

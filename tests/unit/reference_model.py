@@ -17,7 +17,9 @@ Facts are tuples `(tenant, client_id, what, *fields)`:
     ("expired", hold_id)
     ("refunded", charge_command_id, amount)
 
-A wallet's version is simply how many facts the client has.
+A wallet's version is simply how many facts the client has. Command ids are remembered per
+tenant with what they asked for (client and body): the same again is a duplicate, another
+payload a conflict; invalid commands and conflicts are not remembered.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Outcome:
 class ReferenceModel:
     def __init__(self) -> None:
         self.facts: list[tuple] = []
+        self.asked: dict[tuple[str, str], tuple] = {}  # (tenant, command_id) -> (client, body)
         self.overdraft: dict[tuple[str, str], int] = {}  # set from outside, like an admin
 
     # --- questions, all answered by scanning the facts --------------------------------
@@ -149,9 +152,22 @@ class ReferenceModel:
 
     # --- the one command ------------------------------------------------------------
 
-    def step(self, tenant: str, command: Command, record_ts_ms: int) -> Outcome:
+    def step(
+        self, tenant: str, command: Command, record_ts_ms: int, invalid: bool = False
+    ) -> Outcome | None:
+        """The outcome, or None for a duplicate (answered with the stored result)."""
         client_id = command.client_id
-        code, lines = self._judge(tenant, command, record_ts_ms)
+        asked = (command.client_id, command.body)
+        earlier = self.asked.get((tenant, command.command_id))
+        if invalid:
+            code, lines = Code.INVALID, []
+        elif earlier == asked:
+            return None
+        elif earlier is not None:
+            code, lines = Code.IDEMPOTENCY_CONFLICT, []
+        else:
+            self.asked[(tenant, command.command_id)] = asked
+            code, lines = self._judge(tenant, command, record_ts_ms)
         available, held = self.balances(tenant, client_id)
         status = Status.APPLIED if code == Code.OK else Status.REJECTED
         return Outcome(status, code, available, held, self.version(tenant, client_id), tuple(lines))
@@ -206,6 +222,8 @@ class ReferenceModel:
             if hold is None:
                 return Code.HOLD_NOT_FOUND, []
             product_id, amount, expires_at_ms, state = hold
+            if state == "expired":
+                return Code.HOLD_EXPIRED, []
             if state != "open":
                 return Code.HOLD_SETTLED, []
             past = now >= expires_at_ms
@@ -214,8 +232,7 @@ class ReferenceModel:
                     return Code.HOLD_NOT_EXPIRED, []
                 record("expired", body.hold_id)
                 return Code.OK, []
-            if past:
-                record("expired", body.hold_id)
+            if past:  # billy expires the hold first, as an event of its own
                 return Code.HOLD_EXPIRED, []
             if type(body) is ReleaseHold:
                 record("released", body.hold_id)

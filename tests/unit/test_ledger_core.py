@@ -23,13 +23,16 @@ from billy_core.commands import (
     TransferCredit,
     UpsertContract,
     UpsertPayer,
+    expire_command_id,
     validate,
 )
+from billy_core.idempotency import payload_hash
 from billy_core.ledger import (
     AppliedLine,
     ChargeRecord,
     ClientState,
     Decision,
+    Duplicate,
     HoldRecord,
     InvariantViolation,
     Transfer,
@@ -40,7 +43,9 @@ from billy_core.ledger import (
     check_held_matches,
     check_transfers,
     decide,
+    expiry_due,
 )
+from billy_core.limits import BALANCE_MINOR_MAX
 from billy_core.results import Code, Status
 
 T, C = "autoru", "c1"
@@ -52,7 +57,7 @@ _ids = count()
 
 def cmd(body, command_id: str | None = None, client_id: str = C) -> Command:
     command = Command(command_id or f"cmd-{next(_ids)}", client_id, NOW, body)
-    validate(command, admin=True)  # decide's precondition
+    validate(command, admin=isinstance(command.body, Adjust))  # decide's precondition
     return command
 
 
@@ -121,7 +126,7 @@ EVERY_OTHER_BODY = [
     ReleaseHold("h1"),
     ExpireHold("h1"),
     Refund("cmd-x"),
-    Adjust(5, "RUB", "fix"),
+    Adjust(5, "RUB", "fix", "ops"),
     UpsertPayer(None, "ph"),  # unknown_client comes before unsupported
     UpsertContract(None, "p1", "postpay", 1000, "RUB"),
     RequestInvoice(100, "RUB", "p1"),
@@ -142,7 +147,7 @@ def test_balance_bound_bodies_are_unsupported(body):
 
 @pytest.mark.parametrize(
     "body",
-    [Charge("p", 1, "USD"), Hold("h1", "p", 1, "USD", NOW + 1), Adjust(-5, "USD", "fix")],
+    [Charge("p", 1, "USD"), Hold("h1", "p", 1, "USD", NOW + 1), Adjust(-5, "USD", "fix", "ops")],
     ids=lambda b: type(b).__name__,
 )
 def test_currency_mismatch(body):
@@ -161,7 +166,7 @@ def test_currency_mismatch_comes_before_insufficient_funds_and_hold_exists():
 
 def test_positive_adjust_credits_available_from_adjustments():
     state = client(available=10)
-    decision = decide(state, cmd(Adjust(25, "RUB", "goodwill")), NOW)
+    decision = decide(state, cmd(Adjust(25, "RUB", "goodwill", "ops")), NOW)
     assert decision.code == Code.OK
     assert decision.transfers == (Transfer(accounts.adjustments(T), AVAILABLE, 25, "RUB"),)
     assert wallet_of(state) == (35, 0, 6)
@@ -170,23 +175,23 @@ def test_positive_adjust_credits_available_from_adjustments():
 
 def test_negative_adjust_down_to_exactly_zero():
     state = client(available=10)
-    decision = decide(state, cmd(Adjust(-10, "RUB", "fix")), NOW)
+    decision = decide(state, cmd(Adjust(-10, "RUB", "fix", "ops")), NOW)
     assert decision.transfers == (Transfer(AVAILABLE, accounts.adjustments(T), 10, "RUB"),)
     assert wallet_of(state) == (0, 0, 6)
 
 
 def test_negative_adjust_beyond_available_is_insufficient_funds():
     decision = rejected_unchanged(
-        client(available=10), Adjust(-11, "RUB", "fix"), Code.INSUFFICIENT_FUNDS
+        client(available=10), Adjust(-11, "RUB", "fix", "ops"), Code.INSUFFICIENT_FUNDS
     )
     assert decision.details == {"shortfall_minor": "1"}
 
 
 def test_negative_adjust_may_use_the_overdraft_exactly():
     state = client(available=10, overdraft=5)
-    assert decide(state, cmd(Adjust(-15, "RUB", "fix")), NOW).code == Code.OK
+    assert decide(state, cmd(Adjust(-15, "RUB", "fix", "ops")), NOW).code == Code.OK
     assert wallet_of(state) == (-5, 0, 6)
-    rejected_unchanged(state, Adjust(-1, "RUB", "fix"), Code.INSUFFICIENT_FUNDS)
+    rejected_unchanged(state, Adjust(-1, "RUB", "fix", "ops"), Code.INSUFFICIENT_FUNDS)
 
 
 # --- Charge ---------------------------------------------------------------------------
@@ -288,15 +293,19 @@ def test_confirm_unknown_hold_is_hold_not_found():
     rejected_unchanged(client(), ConfirmHold("nope"), Code.HOLD_NOT_FOUND)
 
 
-@pytest.mark.parametrize(
-    ("settle", "ts"),
-    [(ConfirmHold("h1", 5), NOW), (ReleaseHold("h1"), NOW), (ExpireHold("h1"), NOW + 100)],
-)
-def test_confirm_settled_hold_is_hold_settled(settle, ts):
+@pytest.mark.parametrize("settle", [ConfirmHold("h1", 5), ReleaseHold("h1")])
+def test_confirm_settled_hold_is_hold_settled(settle):
     state = with_hold(expires=NOW + 100)
-    assert decide(state, cmd(settle), ts).code == Code.OK
+    assert decide(state, cmd(settle), NOW).code == Code.OK
     decision = rejected_unchanged(state, ConfirmHold("h1"), Code.HOLD_SETTLED, NOW + 1000)
     assert decision.details == {"hold_status": state.holds["h1"].status}
+
+
+def test_confirm_of_an_expired_hold_is_hold_expired_not_settled():
+    state = with_hold(expires=NOW + 100)
+    assert decide(state, cmd(ExpireHold("h1")), NOW + 100).code == Code.OK
+    decision = rejected_unchanged(state, ConfirmHold("h1"), Code.HOLD_EXPIRED, NOW + 1000)
+    assert decision.details == {"expires_at_ms": str(NOW + 100)}
 
 
 def test_confirm_all_by_default():
@@ -338,25 +347,33 @@ def test_confirm_more_than_held_is_exceeds_hold():
     assert decision.details == {"hold_amount_minor": "40"}
 
 
-def _expired_now(state: ClientState, body, ts: int) -> Decision:
+def _expired_first(state: ClientState, body, ts: int) -> Decision:
+    """A confirm or release that finds its hold past expires_at: the expiry is an event of
+    its own (`expiry_due`), and the command alone is a pure rejection."""
+    command = cmd(body, "late")
+    expiry = expiry_due(state, command, ts)
+    assert expiry is not None
+    assert expiry.command_id == expire_command_id("c1", "h1")
+    assert expiry.body == ExpireHold("h1") and expiry.client_id == "c1"
+    # Decided alone (as if the shell forgot the expiry), the command changes nothing.
+    alone = rejected_unchanged(copy.deepcopy(state), body, Code.HOLD_EXPIRED, ts)
     before = wallet_of(state)
-    decision = decide(state, cmd(body, "late"), ts)
-    assert (decision.status, decision.code) == (Status.REJECTED, Code.HOLD_EXPIRED)
-    # The side effect happens even though the command is rejected.
-    assert decision.transfers == (Transfer(HELD, AVAILABLE, 40, "RUB"),)
-    assert decision.applied == ()
+    applied = decide(state, expiry, ts)
+    assert (applied.status, applied.code) == (Status.APPLIED, Code.OK)
+    assert applied.transfers == (Transfer(HELD, AVAILABLE, 40, "RUB"),)
     assert wallet_of(state) == (before[0] + 40, before[1] - 40, before[2] + 1)
     hold = state.holds["h1"]
-    assert (hold.status, hold.settled_by, hold.confirmed_minor) == ("expired", "late", 0)
-    assert state.dirty_holds == {"h1"}
+    assert (hold.status, hold.settled_by, hold.confirmed_minor) == ("expired", expiry.command_id, 0)
     assert state.charges == {}
-    return decision
+    assert expiry_due(state, command, ts) is None  # expired now: nothing more is due
+    rejected_unchanged(state, body, Code.HOLD_EXPIRED, ts)
+    return alone
 
 
 @pytest.mark.parametrize("late_ms", [0, 1, 10_000])
-def test_confirm_at_or_after_expiry_expires_the_hold_now(late_ms):
+def test_confirm_at_or_after_expiry_expires_the_hold_first(late_ms):
     state = with_hold(amount=40, expires=NOW + 100)
-    decision = _expired_now(state, ConfirmHold("h1"), NOW + 100 + late_ms)
+    decision = _expired_first(state, ConfirmHold("h1"), NOW + 100 + late_ms)
     assert decision.details == {"expires_at_ms": str(NOW + 100)}
 
 
@@ -366,14 +383,22 @@ def test_confirm_one_ms_before_expiry_is_fine():
 
 
 def test_hold_expired_comes_before_exceeds_hold():
-    _expired_now(with_hold(amount=40, expires=NOW + 100), ConfirmHold("h1", 41), NOW + 100)
+    _expired_first(with_hold(amount=40, expires=NOW + 100), ConfirmHold("h1", 41), NOW + 100)
 
 
-def test_a_hold_expired_by_a_confirm_stays_settled():
+def test_a_hold_expired_before_a_confirm_stays_expired():
     state = with_hold(amount=40, expires=NOW + 100)
-    _expired_now(state, ConfirmHold("h1"), NOW + 100)
-    rejected_unchanged(state, ConfirmHold("h1"), Code.HOLD_SETTLED, NOW + 101)
-    rejected_unchanged(state, ExpireHold("h1"), Code.HOLD_SETTLED, NOW + 101)
+    _expired_first(state, ConfirmHold("h1"), NOW + 100)
+    rejected_unchanged(state, ConfirmHold("h1"), Code.HOLD_EXPIRED, NOW + 101)
+    rejected_unchanged(state, ExpireHold("h1"), Code.HOLD_EXPIRED, NOW + 101)
+
+
+def test_no_expiry_is_due_before_expires_at_or_for_other_commands():
+    state = with_hold(amount=40, expires=NOW + 100)
+    assert expiry_due(state, cmd(ConfirmHold("h1")), NOW + 99) is None
+    assert expiry_due(state, cmd(ReleaseHold("h1")), NOW + 99) is None
+    assert expiry_due(state, cmd(Charge("p", 1, "RUB")), NOW + 1000) is None
+    assert expiry_due(state, cmd(ConfirmHold("other")), NOW + 1000) is None
 
 
 # --- ReleaseHold ----------------------------------------------------------------------
@@ -399,8 +424,52 @@ def test_release_twice_is_hold_settled():
     rejected_unchanged(state, ReleaseHold("h1"), Code.HOLD_SETTLED)
 
 
-def test_release_exactly_at_expiry_expires_the_hold_now():
-    _expired_now(with_hold(amount=40, expires=NOW + 100), ReleaseHold("h1"), NOW + 100)
+def test_release_exactly_at_expiry_expires_the_hold_first():
+    _expired_first(with_hold(amount=40, expires=NOW + 100), ReleaseHold("h1"), NOW + 100)
+
+
+# --- invalid, duplicates, conflicts, overflow: the head of the precedence list -------------
+
+
+def test_invalid_comes_first_and_changes_nothing():
+    state = with_hold()
+    decision = decide(
+        state, cmd(Charge("p", 1, "RUB")), NOW, invalid="body.x: bad", prior_hash=b"x"
+    )
+    assert (decision.status, decision.code, decision.message) == (
+        Status.REJECTED,
+        Code.INVALID,
+        "body.x: bad",
+    )
+
+
+def test_a_resend_with_the_same_payload_is_a_duplicate():
+    state = client(available=100)
+    charge = cmd(Charge("p", 10, "RUB"), "ch-1")
+    before = copy.deepcopy(state)
+    assert decide(state, charge, NOW, prior_hash=payload_hash(charge)) == Duplicate()
+    assert state == before
+
+
+def test_the_same_id_with_another_payload_is_an_idempotency_conflict():
+    state = client(available=100)
+    first = cmd(Charge("p", 10, "RUB"), "ch-1")
+    other = cmd(Charge("p", 11, "RUB"), "ch-1")
+    before = copy.deepcopy(state)
+    decision = decide(state, other, NOW, prior_hash=payload_hash(first))
+    assert (decision.status, decision.code) == (Status.REJECTED, Code.IDEMPOTENCY_CONFLICT)
+    assert state == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [Adjust(10**13, "RUB", "fix", "ops"), Refund("ch-big"), ReleaseHold("h1")],
+)
+def test_a_balance_that_would_pass_64_bits_is_balance_overflow(body):
+    state = with_hold(available=100, amount=40, expires=NOW + 100)
+    decide(state, cmd(Charge("p", 50, "RUB"), "ch-big"), NOW)
+    state.wallet.available_minor = BALANCE_MINOR_MAX - 1
+    rejected_unchanged(state, body, Code.BALANCE_OVERFLOW)
 
 
 # --- ExpireHold -----------------------------------------------------------------------
@@ -508,7 +577,7 @@ def test_messages_and_details_never_carry_names_or_emails():
     bodies = [
         RegisterClient("Ivan Petrov", "ivan.petrov@example.com"),
         RegisterClient("Ivan Petrov", "ivan.petrov@example.com"),
-        Adjust(50, "RUB", "Ivan Petrov asked"),
+        Adjust(50, "RUB", "Ivan Petrov asked", "ops"),
         Charge("vin", 500, "RUB"),
         Hold("h1", "vin", 10, "RUB", NOW + 5),
         ConfirmHold("h1", 11),
@@ -523,7 +592,7 @@ def test_messages_and_details_never_carry_names_or_emails():
 def test_same_inputs_give_same_decisions_and_rows():
     script = [
         (RegisterClient("n", "e@x.io"), NOW),
-        (Adjust(100, "RUB", "seed"), NOW),
+        (Adjust(100, "RUB", "seed", "ops"), NOW),
         (Hold("h1", "p", 30, "RUB", NOW + 10), NOW + 1),
         (Charge("p", 20, "RUB"), NOW + 2),
         (ConfirmHold("h1", 10), NOW + 20),
@@ -548,7 +617,7 @@ def test_decide_refuses_a_command_of_another_client():
 def test_decide_refuses_corrupt_rows():
     state = client(available=-1)  # below an overdraft limit of 0
     with pytest.raises(InvariantViolation):
-        decide(state, cmd(Adjust(5, "RUB", "fix")), NOW)
+        decide(state, cmd(Adjust(5, "RUB", "fix", "ops")), NOW)
 
 
 def test_decide_refuses_a_charge_applied_twice():

@@ -35,20 +35,35 @@ def test_a_sound_command_is_decoded_with_its_tenant():
         (_record(encode_command(CHARGE), key=b"\xff\xfe"), "key: not UTF-8"),
         (_record(encode_command(CHARGE), ts=-1), "timestamp:"),
         (_record(encode_command(CHARGE), topic="billy.autoru.results"), "topic:"),
-        (
-            _record(encode_command(Command("bad\x00id", "c-1", 1, Charge("p", 1, "RUB")))),
-            "command_id: contains control",
-        ),
-        (
-            _record(encode_command(Command("x", "c\x01", 1, Charge("p", 1, "RUB"))), key=b"c\x01"),
-            "client_id: contains control",
-        ),
     ],
 )
 def test_poison_names_the_field_and_reason(record, reason):
     item = decode(record, TOPICS, TENANTS)
     assert isinstance(item, Poison)
     assert item.reason.startswith(reason), item.reason
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (
+            _record(encode_command(Command("bad\x00id", "c-1", 1, Charge("p", 1, "RUB")))),
+            "command_id",
+        ),
+        (
+            _record(encode_command(Command("x", "c\x01", 1, Charge("p", 1, "RUB"))), key=b"c\x01"),
+            "client_id",
+        ),
+        (
+            _record(encode_command(Command("x" * 4000, "c-1", 1, Charge("p", 1, "RUB")))),
+            "command_id",
+        ),
+    ],
+)
+def test_bad_ids_are_invalid_commands_answered_not_poison(record, field):
+    item = decode(record, TOPICS, TENANTS)
+    assert isinstance(item, Decoded) and item.invalid is not None
+    assert item.invalid.startswith(f"{field}:"), item.invalid
 
 
 def test_a_bad_value_is_a_rejection_not_poison():
@@ -59,7 +74,7 @@ def test_a_bad_value_is_a_rejection_not_poison():
 
 
 def test_admin_records_name_tenant_and_client_in_the_key():
-    adjust = Command("a-1", "c-1", 1, Adjust(-500, "RUB", "correction"))
+    adjust = Command("a-1", "c-1", 1, Adjust(-500, "RUB", "correction", "ops"))
     ok = decode(
         _record(encode_command(adjust), key=b"realty/c-1", topic="billy.admin.commands"),
         TOPICS,
@@ -71,7 +86,24 @@ def test_admin_records_name_tenant_and_client_in_the_key():
         TOPICS,
         TENANTS,
     )
-    assert isinstance(unknown, Poison) and unknown.reason.startswith("key:")
+    # An Adjust for an unknown tenant is answered (invalid), not only dead-lettered.
+    assert isinstance(unknown, Decoded) and unknown.invalid.startswith("key:")
+    # The admin topic takes Adjust only.
+    charge = Command("a-2", "c-1", 1, Charge("p", 1, "RUB"))
+    other = decode(
+        _record(encode_command(charge), key=b"realty/c-1", topic="billy.admin.commands"),
+        TOPICS,
+        TENANTS,
+    )
+    assert isinstance(other, Decoded) and "Adjust only" in other.invalid
+    # An Adjust without its operator is invalid: the audit trail needs one.
+    anonymous = Command("a-3", "c-1", 1, Adjust(-500, "RUB", "correction"))
+    unsigned = decode(
+        _record(encode_command(anonymous), key=b"realty/c-1", topic="billy.admin.commands"),
+        TOPICS,
+        TENANTS,
+    )
+    assert isinstance(unsigned, Decoded) and unsigned.invalid.startswith("body.operator:")
     # Adjust outside the admin topic is refused as invalid.
     tenant_side = decode(_record(encode_command(adjust)), TOPICS, TENANTS)
     assert isinstance(tenant_side, Decoded) and "admin" in tenant_side.invalid

@@ -31,7 +31,8 @@ from billy_core.commands import (
     UpsertPayer,
     validate,
 )
-from billy_core.ledger import ClientState, HoldStatus, accounts, decide
+from billy_core.idempotency import payload_hash
+from billy_core.ledger import ClientState, Duplicate, HoldStatus, accounts, decide, expiry_due
 from billy_core.results import Code, Status
 
 try:  # tests/ is a package (pyproject sets pythonpath = ["."])
@@ -83,9 +84,14 @@ balance = st.tuples(
     ),
 )
 # Weighted choice of a kind (st.one_of would drop repeated branches, not weight them).
+# The head of the precedence list: an exact resend of the back-th earlier command, an
+# earlier id with another payload, a command that failed validation.
+resend = st.tuples(st.just("resend"), st.integers(1, 8))
+reuse = st.tuples(st.just("reuse"), st.integers(1, 8), amounts)
+invalid = st.tuples(st.just("invalid"), amounts)
 body_specs = st.sampled_from(
     [register, adjust, adjust, charge, charge, charge, hold, hold, hold, hold, hold]
-    + [confirm, confirm, release, expire, refund, refund, balance]
+    + [confirm, confirm, release, expire, refund, refund, balance, resend, reuse, invalid]
 ).flatmap(lambda strategy: strategy)
 steps = st.tuples(
     st.integers(0, len(CLIENTS) - 1),
@@ -134,7 +140,7 @@ def _body(spec: tuple, key: tuple[str, str], now: int, state: ClientState, histo
     if kind == "register":
         return RegisterClient("Ivan Petrov", "ivan@example.com", spec[1])
     if kind == "adjust":
-        return Adjust(spec[1], currency(spec[2]), "test")
+        return Adjust(spec[1], currency(spec[2]), "test", "ops")
     if kind == "charge":
         return Charge(spec[1], spec[2], currency(spec[3]))
     if kind == "hold":
@@ -163,6 +169,9 @@ class World:
         self.net: dict[tuple[str, str], int] = defaultdict(int)  # (account, currency) -> balance
         self.hold_seen: dict[tuple[str, str, str], tuple] = {}
         self.decisions: list = []
+        # The shell's idempotency memory: (tenant, command_id) -> payload hash.
+        self.remembered: dict[tuple[str, str], bytes] = {}
+        self.sent: list[tuple[tuple[str, str], Command]] = []  # every command, for resends
 
 
 def _advance(now: int, advance: int | str, state: ClientState) -> int:
@@ -192,12 +201,28 @@ def _run(prelude, script):
     for number, (client_index, spec, advance) in enumerate(commands):
         key = CLIENTS[client_index]
         now = _advance(now, advance, world.states[key])
-        body = _body(spec, key, now, world.states[key], history)
-        command = Command(f"c{number}", key[1], now, body)
-        validate(command, admin=True)  # decide's precondition: the generator must respect it
-        history.own_ids[key].append(command.command_id)
-        history.all_ids.append(command.command_id)
-        applied = _step(world, model, key, command, now, overdrafts[key])
+        bad = None
+        if spec[0] in ("resend", "reuse") and len(world.sent) >= spec[1]:
+            key, earlier = world.sent[-spec[1]]
+            body = earlier.body
+            if spec[0] == "reuse":
+                body = (
+                    Charge("p0", spec[2], "RUB")
+                    if body != Charge("p0", spec[2], "RUB")
+                    else (Charge("p1", spec[2], "RUB"))
+                )
+            command = Command(earlier.command_id, earlier.client_id, now, body)
+        else:
+            if spec[0] in ("resend", "reuse", "invalid"):
+                spec, bad = ("charge", "p0", spec[-1], "own"), "body.x: refused by validate"
+            body = _body(spec, key, now, world.states[key], history)
+            command = Command(f"c{number}", key[1], now, body)
+            # decide's precondition: the generator's sound commands pass validation
+            validate(command, admin=isinstance(command.body, Adjust))
+            history.own_ids[key].append(command.command_id)
+            history.all_ids.append(command.command_id)
+        world.sent.append((key, command))
+        applied = _step(world, model, key, command, now, overdrafts[key], bad)
         if applied and isinstance(body, (Charge, ConfirmHold)):
             history.last_chargeable[key] = command.command_id
         if applied and isinstance(body, Hold):
@@ -205,15 +230,38 @@ def _run(prelude, script):
     return world
 
 
-def _step(world: World, model: ReferenceModel, key, command: Command, now: int, overdraft) -> bool:
-    """Apply one command to both sides and check everything; True when it applied."""
+def _step(
+    world: World,
+    model: ReferenceModel,
+    key,
+    command: Command,
+    now: int,
+    overdraft,
+    invalid: str | None = None,
+) -> bool:
+    """Apply one command to both sides, as the shell would (the expiry it finds due first,
+    its idempotency memory), and check everything; True when it applied."""
     tenant, client_id = key
     state = world.states[key]
+    if invalid is None:
+        expiry = expiry_due(state, command, now)
+        if expiry is not None:
+            assert _step(world, model, key, expiry, now, overdraft)  # an expiry always applies
     version_before = state.wallet.version if state.wallet else 0
 
-    decision = decide(state, command, now)
-    expected = model.step(tenant, command, now)
+    id_key = (tenant, command.command_id)
+    prior = None if invalid is not None else world.remembered.get(id_key)
+    decision = decide(state, command, now, invalid=invalid, prior_hash=prior)
+    expected = model.step(tenant, command, now, invalid=invalid is not None)
     world.decisions.append(decision)
+    if isinstance(decision, Duplicate):
+        CODES_SEEN["duplicate"] += 1
+        assert expected is None, command  # the model saw the same payload under this id
+        assert (state.wallet.version if state.wallet else 0) == version_before
+        return False
+    assert expected is not None, command
+    if invalid is None and prior is None:
+        world.remembered[id_key] = payload_hash(command)
     CODES_SEEN[decision.code] += 1
     event(f"{command.kind}: {decision.code}")
 
@@ -241,8 +289,8 @@ def _step(world: World, model: ReferenceModel, key, command: Command, now: int, 
     else:
         assert got[2] == version_before + (1 if decision.transfers else 0)
 
-    # 3. Rejections move no money, except a hold that expires on touch.
-    if decision.status == Status.REJECTED and decision.code != Code.HOLD_EXPIRED:
+    # 3. Rejections move no money and change nothing.
+    if decision.status == Status.REJECTED:
         assert decision.transfers == () and decision.applied == ()
 
     # 4. Money is conserved: every transfer so far, per account and currency, sums to zero.
@@ -325,8 +373,10 @@ def test_the_generator_reaches_every_code():
     if not CODES_SEEN:
         pytest.skip("runs after the property test, in the same session")
     expected = {
+        "duplicate",
         Code.OK,
         Code.INVALID,
+        Code.IDEMPOTENCY_CONFLICT,
         Code.UNKNOWN_CLIENT,
         Code.CLIENT_EXISTS,
         Code.CURRENCY_MISMATCH,

@@ -31,7 +31,7 @@ def billy():
 
 @pytest.fixture
 def admin():
-    client = BillyAdminClient(NOWHERE)
+    client = BillyAdminClient(NOWHERE, operator="a.petrova")
     yield client
     client._producer.purge()
 
@@ -121,7 +121,7 @@ def test_send_refuses_adjust_on_the_tenant_topic(billy):
     from billy_core.commands import Adjust
 
     with pytest.raises(InvalidCommand, match="^send: body: Adjust"):
-        billy.send("c-1", Adjust(100, "RUB", "x"))
+        billy.send("c-1", Adjust(100, "RUB", "x", "ops"))
 
 
 @pytest.mark.parametrize("tenant", ["", "Autoru", "auto ru", "admin", "internal", "a/b", None])

@@ -369,7 +369,7 @@ def test_a_compatible_change_passes_once_frozen_and_old_bytes_still_decode(tmp_p
     written = compat.freeze_history(changed)
     assert sorted(p.relative_to(d).as_posix() for p in written) == [
         "history/Charge/v2.avsc",
-        "history/Command/v2.avsc",
+        "history/Command/v3.avsc",
     ]
     frozen = load_schemas(d)
     assert compat.check_all(frozen) == []
