@@ -180,7 +180,9 @@ class _Batch:
         when that hold is past `expires_at` at the record's time (an event of its own)."""
         r = d.record
         state = states.get((d.tenant, d.command.client_id)) if d.invalid is None else None
-        if state is not None:
+        id_key = (d.namespace, d.command.command_id)
+        fresh = id_key not in self.seen and id_key not in processed  # a resend triggers nothing
+        if state is not None and fresh:
             expiry = expiry_due(state, d.command, r.timestamp_ms)
             if expiry is not None:
                 event = f"expiry:{d.namespace}:{expiry.command_id}"

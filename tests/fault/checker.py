@@ -15,6 +15,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from billy_core.codec import decode_applied_service, decode_result, decode_wallet_snapshot
+from billy_core.commands import Command, ConfirmHold, ExpireHold, ReleaseHold, expire_command_id
 from billy_core.idempotency import payload_hash
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
@@ -159,6 +160,7 @@ def check(
         seen: dict[str, tuple[bytes, object]] = {}
         for _, d in sorted(items, key=lambda x: x[0]):
             r, command = d.record, d.command
+            fresh_ids += _check_expiry_first(report, model, d, seen, by_event)
             event = f"result:{r.topic}:{r.partition}:{r.offset}"
             got = by_event.pop(event, [])
             if len(got) != 1:
@@ -175,9 +177,8 @@ def check(
             elif prior is not None:
                 want = (Status.REJECTED, Code.IDEMPOTENCY_CONFLICT, available, held, version, False)
             elif d.invalid is not None:
-                want = (Status.REJECTED, Code.INVALID, available, held, version, False)
-                seen[command.command_id] = (digest, want[:5])
-                fresh_ids += 1
+                # Invalid: nothing is looked up (no wallet figures) and nothing remembered.
+                want = (Status.REJECTED, Code.INVALID, 0, 0, 0, False)
             else:
                 outcome = model.step(tenant, command, r.timestamp_ms)
                 want = (
@@ -222,7 +223,10 @@ def check(
     # --- 6: per client, results in input order and versions only grow ----------------------
     last: dict[bytes, tuple[int, int]] = {}
     for m in results:
-        _, topic, partition, offset = dict(m.headers())["billy-event-id"].decode().rsplit(":", 3)
+        event_id = dict(m.headers())["billy-event-id"].decode()
+        if not event_id.startswith("result:"):
+            continue  # a hold's expiry event: checked in order with the command it preceded
+        _, topic, partition, offset = event_id.rsplit(":", 3)
         result = decode_result(m.value())
         if result.duplicate:  # the stored result, replayed as it was: an older version
             continue
@@ -290,6 +294,48 @@ def check(
             f" repeated {sum(n > 1 for n in origins.values())}",
         )
     return report
+
+
+def _check_expiry_first(report, model, d, seen, by_event) -> int:
+    """A confirm or release that finds its hold open but past expires_at is preceded by the
+    hold's expiry, an event of its own with its own result (`expiry:<namespace>:<id>`)."""
+    body, r = d.command.body, d.record
+    if d.invalid is not None or not isinstance(body, ConfirmHold | ReleaseHold):
+        return 0
+    tenant, client = d.tenant, d.command.client_id
+    if d.command.command_id in seen:
+        return 0  # a resend or a conflict: the shell decides nothing for it
+    hold = model._hold(tenant, client, body.hold_id)
+    if hold is None or hold[3] != "open" or r.timestamp_ms < hold[2]:
+        return 0
+    expiry_id = expire_command_id(client, body.hold_id)
+    expiry = Command(expiry_id, client, r.timestamp_ms, ExpireHold(body.hold_id))
+    event = f"expiry:{d.namespace}:{expiry.command_id}"
+    got = by_event.pop(event, [])
+    if len(got) != 1:
+        report.fail("4 one result per record", f"{event}: {len(got)} expiry results")
+    outcome = model.step(tenant, expiry, r.timestamp_ms)
+    want = (
+        outcome.status,
+        outcome.code,
+        outcome.available_minor,
+        outcome.held_minor,
+        outcome.version,
+    )
+    seen[expiry.command_id] = (payload_hash(expiry), want)
+    report.counts["expiries before a command"] += 1
+    if got:
+        actual = decode_result(got[0].value())
+        have = (
+            actual.status,
+            actual.code,
+            actual.available_minor,
+            actual.held_minor,
+            actual.wallet_version,
+        )
+        if tuple(map(str, have)) != tuple(map(str, want)):
+            report.fail("7 reference model agrees", f"{event}: billy {have} model {want}")
+    return 1
 
 
 def _check_database(conn: psycopg.Connection, report: Report, fresh_ids: int) -> None:

@@ -243,7 +243,7 @@ def _step(
     its idempotency memory), and check everything; True when it applied."""
     tenant, client_id = key
     state = world.states[key]
-    if invalid is None:
+    if invalid is None and (tenant, command.command_id) not in world.remembered:
         expiry = expiry_due(state, command, now)
         if expiry is not None:
             assert _step(world, model, key, expiry, now, overdraft)  # an expiry always applies
