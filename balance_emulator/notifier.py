@@ -214,7 +214,11 @@ class Notifier:
                         " WHERE id = ?",
                         (attempts, now + backoff, str(error)[:500], row["id"]),
                     )
-            log.info("notification(s) %s not delivered: %s", ids, error)
+            # Loud for the first attempts and then every tenth: a receiver that is down for
+            # hours must not flood the log.
+            attempts = rows[0]["attempts"] + 1
+            level = logging.INFO if attempts <= 3 or attempts % 10 == 0 else logging.DEBUG
+            log.log(level, "notifications %s not delivered (attempt %d): %s", ids, attempts, error)
             return
         now = time.time()
         with self._store.write() as conn:

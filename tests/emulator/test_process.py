@@ -168,3 +168,16 @@ def test_runs_on_the_bare_interpreter_without_the_venv(tmp_path):
 def test_billy_core_never_imports_the_emulator():
     for path in (REPO / "billy_core").rglob("*.py"):
         assert "balance_emulator" not in path.read_text(), path
+
+
+def test_readme_names_every_method_and_code(tmp_path):
+    from balance_emulator.errors import KNOWN_CODES  # the list only; the server runs apart
+
+    readme = (REPO / "balance_emulator" / "README.md").read_text()
+    with start_emulator(tmp_path / "state.sqlite3") as emulator:
+        methods = emulator.control.system.listMethods()
+    for method in methods:
+        bare = method.split(".", 1)[1]
+        assert f"`{bare}(" in readme or f"**`{bare}(" in readme, method
+    for code in KNOWN_CODES:
+        assert f"`{code}`" in readme, code
