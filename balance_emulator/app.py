@@ -15,6 +15,7 @@ import xmlrpc.client
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from balance_emulator import values
 from balance_emulator.control import CONTROL_METHODS
@@ -41,7 +42,7 @@ class Reply:
 
 def _marshal(result: object) -> bytes:
     return xmlrpc.client.dumps(
-        (result,), methodresponse=True, allow_none=True, encoding="utf-8"
+        cast(tuple[Any, ...], (result,)), methodresponse=True, allow_none=True, encoding="utf-8"
     ).encode("utf-8")
 
 
@@ -145,8 +146,8 @@ class Emulator:
         except Exception:
             outcome = "INTERNAL_ERROR"
             log.exception("%s failed", method)
-            error = BalanceError("INTERNAL_ERROR", f"Internal error in {method}")
-            return _marshal_fault(error.to_fault(method))
+            internal = BalanceError("INTERNAL_ERROR", f"Internal error in {method}")
+            return _marshal_fault(internal.to_fault(method))
         finally:
             log.info("%s -> %s in %.1f ms", method, outcome, (time.monotonic() - started) * 1000)
 
@@ -163,5 +164,5 @@ class Emulator:
             return Reply(_marshal_fault(error.to_fault(method)))
         except Exception:
             log.exception("%s failed", method)
-            error = BalanceError("INTERNAL_ERROR", f"Internal error in {method}")
-            return Reply(_marshal_fault(error.to_fault(method)))
+            internal = BalanceError("INTERNAL_ERROR", f"Internal error in {method}")
+            return Reply(_marshal_fault(internal.to_fault(method)))

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     # The public URL is known only now (with --port 0 the port is the kernel's choice).
     emulator.public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
     if notify.url and not notify.secret:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from balance_emulator import values
 from balance_emulator.errors import BalanceError, invalid_param
@@ -24,12 +24,13 @@ if TYPE_CHECKING:
 
 ControlFunc = Callable[..., object]
 CONTROL_METHODS: dict[str, ControlFunc] = {}
+F = TypeVar("F", bound=ControlFunc)
 
 _COUNTED_TABLES = ("clients", "persons", "contracts", "orders", "requests", "invoices", "acts")
 
 
-def control(name: str) -> Callable[[ControlFunc], ControlFunc]:
-    def register(func: ControlFunc) -> ControlFunc:
+def control(name: str) -> Callable[[F], F]:
+    def register(func: F) -> F:
         CONTROL_METHODS[name] = func
         return func
 
@@ -331,7 +332,7 @@ def reset(app: Emulator) -> dict[str, object]:
     counters -> Stats(). The notify settings and the Tid clock stay."""
     app.store.reset()
     app.faults.replace(FaultSwitches())
-    app.faults.injected.clear()
+    app.faults.clear_counts()
     app.reset_call_counts()
-    app.notifier.counts.clear()
+    app.notifier.clear_counts()
     return stats(app)

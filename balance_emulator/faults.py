@@ -115,11 +115,13 @@ class FaultSwitches:
                 ):
                     raise invalid_param("only_methods must be an array of method names")
                 values[key] = tuple(_bare(m) for m in value)
-        total = sum(
-            float(values.get(k, 0.0))  # type: ignore[arg-type]
-            for k in ("fail_share", "timeout_before_share", "timeout_after_share")
-        )
-        if total > 1.0:
+        call_shares = [
+            value
+            for key, value in values.items()
+            if key in ("fail_share", "timeout_before_share", "timeout_after_share")
+            and isinstance(value, float)
+        ]
+        if sum(call_shares) > 1.0:
             raise invalid_param("fail_share + timeout_before_share + timeout_after_share > 1")
         return cls(**values)  # type: ignore[arg-type]
 
@@ -232,3 +234,7 @@ class FaultInjector:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.injected)
+
+    def clear_counts(self) -> None:
+        with self._lock:
+            self.injected.clear()

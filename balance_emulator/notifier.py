@@ -114,6 +114,10 @@ class Notifier:
         with self._counts_lock:
             return dict(self.counts)
 
+    def clear_counts(self) -> None:
+        with self._counts_lock:
+            self.counts.clear()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
@@ -232,7 +236,7 @@ class Notifier:
             if row["duplicate"]:
                 self._send_duplicate(config, row["id"], struct)
 
-    def _send_duplicate(self, config: NotifyConfig, row_id: int, struct: dict) -> None:
+    def _send_duplicate(self, config: NotifyConfig, row_id: int, struct: dict[str, object]) -> None:
         """Deliver the same notification once more (Balance does, now and then)."""
         try:
             _post(config, [struct])
@@ -244,7 +248,7 @@ class Notifier:
             conn.execute("UPDATE outbox SET deliveries = deliveries + 1 WHERE id = ?", (row_id,))
 
 
-def _post(config: NotifyConfig, structs: list[dict]) -> None:
+def _post(config: NotifyConfig, structs: list[dict[str, object]]) -> None:
     """One HTTP delivery; raises DeliveryError (or OSError) unless the receiver confirmed."""
     if not config.url:
         raise DeliveryError("no notify url")

@@ -124,7 +124,7 @@ def parse_flag(value: object, field: str) -> bool:
     if isinstance(value, bool):
         return value
     if value in (0, 1, "0", "1"):
-        return int(value) == 1  # type: ignore[arg-type]
+        return value in (1, "1")
     raise invalid_param(f"{field} must be 0 or 1, got {value!r}")
 
 

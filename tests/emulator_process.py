@@ -29,6 +29,7 @@ import xmlrpc.client
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_NOTIFY_SECRET = "emulator-test-secret"
@@ -144,7 +145,7 @@ class EmulatorProcess:
                     + self.log_tail()
                 )
             try:
-                answer = probe.TestBalance.Ping()
+                answer = cast(dict[str, object], probe.TestBalance.Ping())
                 if answer.get("pid") == self.process.pid:
                     return
                 raise RuntimeError(

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 MethodFunc = Callable[..., object]
 
@@ -48,10 +49,13 @@ class MethodSpec:
 BALANCE_METHODS: dict[str, MethodSpec] = {}
 
 
-def balance_method(name: str, *, writes: bool) -> Callable[[MethodFunc], MethodFunc]:
+F = TypeVar("F", bound=MethodFunc)
+
+
+def balance_method(name: str, *, writes: bool) -> Callable[[F], F]:
     """Register `func` as Balance's method `name` (bare, without the Balance2. prefix)."""
 
-    def register(func: MethodFunc) -> MethodFunc:
+    def register(func: F) -> F:
         if name in BALANCE_METHODS:
             raise RuntimeError(f"Balance method {name} registered twice")
         signature = inspect.signature(func)

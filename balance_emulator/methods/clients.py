@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
+from typing import cast
 
 from balance_emulator import values
 from balance_emulator.errors import BalanceError, invalid_param
@@ -48,7 +49,7 @@ def create_client(call: Call, uid: object, params: object) -> list[object]:
         client_id = values.parse_id(struct["CLIENT_ID"], "CLIENT_ID")
         current = client_row(call.conn, client_id)
         extra = json.loads(current["extra"])
-        extra.update(fields.pop("extra"))  # type: ignore[arg-type]
+        extra.update(cast(dict[str, object], fields.pop("extra")))
         assignments = ", ".join(f"{column} = ?" for column in fields)
         call.conn.execute(
             f"UPDATE clients SET {assignments}{', ' if fields else ''}extra = ?, updated_at = ? "

@@ -8,7 +8,9 @@ from balance_emulator.errors import BalanceError
 
 
 def client_row(conn: sqlite3.Connection, client_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM clients WHERE id = ?", (client_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM clients WHERE id = ?", (client_id,)
+    ).fetchone()
     if row is None:
         raise BalanceError(
             "CLIENT_NOT_FOUND", f"Client with ID {client_id} not found in DB", object_id=client_id
@@ -17,7 +19,9 @@ def client_row(conn: sqlite3.Connection, client_id: int) -> sqlite3.Row:
 
 
 def person_row(conn: sqlite3.Connection, person_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM persons WHERE id = ?", (person_id,)
+    ).fetchone()
     if row is None:
         raise BalanceError(
             "PERSON_NOT_FOUND", f"Person with ID {person_id} not found in DB", object_id=person_id
@@ -26,7 +30,9 @@ def person_row(conn: sqlite3.Connection, person_id: int) -> sqlite3.Row:
 
 
 def contract_row(conn: sqlite3.Connection, contract_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM contracts WHERE id = ?", (contract_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM contracts WHERE id = ?", (contract_id,)
+    ).fetchone()
     if row is None:
         raise BalanceError(
             "CONTRACT_NOT_FOUND",
@@ -37,7 +43,9 @@ def contract_row(conn: sqlite3.Connection, contract_id: int) -> sqlite3.Row:
 
 
 def product_row(conn: sqlite3.Connection, product_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM products WHERE id = ?", (product_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM products WHERE id = ?", (product_id,)
+    ).fetchone()
     if row is None:
         raise BalanceError(
             "PRODUCT_NOT_FOUND",
@@ -48,7 +56,7 @@ def product_row(conn: sqlite3.Connection, product_id: int) -> sqlite3.Row:
 
 
 def order_row(conn: sqlite3.Connection, service_id: int, service_order_id: int) -> sqlite3.Row:
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM orders WHERE service_id = ? AND service_order_id = ?",
         (service_id, service_order_id),
     ).fetchone()

@@ -17,6 +17,8 @@ import datetime as dt
 import re
 import sqlite3
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from balance_emulator import values
@@ -50,7 +52,11 @@ def update_campaigns(call: Call, campaigns: object) -> dict[str, dict[str, int]]
 
 
 def _apply_report(
-    call: Call, service_id: int, service_order_id: int, moment: dt.datetime, struct: dict
+    call: Call,
+    service_id: int,
+    service_order_id: int,
+    moment: dt.datetime,
+    struct: Mapping[str, object],
 ) -> bool:
     if moment > call.now:
         return False  # Balance refuses consumption dated in the future
@@ -130,7 +136,7 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
     ).fetchone()
     if later is not None:
         raise invalid_param(f"month {month} is before {later['month']}, which is closed already")
-    groups: dict[tuple[int, int | None], list[dict[str, object]]] = defaultdict(list)
+    groups: dict[tuple[int, int | None], list[ActRow]] = defaultdict(list)
     for order in conn.execute(
         "SELECT o.*, p.price, p.nds_pct FROM orders o JOIN products p ON p.id = o.product_id"
         " WHERE EXISTS (SELECT 1 FROM completions c WHERE c.order_id = o.id) ORDER BY o.id"
@@ -140,7 +146,7 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
             groups[(order["client_id"], _order_contract(conn, order))].append(row)
     act_ids = []
     for (client_id, contract_id), rows in groups.items():
-        amount = sum((r["amount"] for r in rows), Decimal(0))
+        amount = sum((r.amount for r in rows), Decimal(0))
         act_id = inserted_id(
             conn.execute(
                 "INSERT INTO acts (external_id, client_id, contract_id, month, dt, amount,"
@@ -151,8 +157,8 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
                     month,
                     end.replace(hour=0, minute=0, second=0).isoformat(sep=" "),
                     str(amount),
-                    str(sum((r["amount_nds"] for r in rows), Decimal(0))),
-                    str(sum((r["paid_amount"] for r in rows), Decimal(0))),
+                    str(sum((r.amount_nds for r in rows), Decimal(0))),
+                    str(sum((r.paid_amount for r in rows), Decimal(0))),
                     now.isoformat(sep=" "),
                 ),
             )
@@ -164,12 +170,12 @@ def close_month(conn: sqlite3.Connection, month: str, now: dt.datetime) -> dict[
             [
                 (
                     act_id,
-                    r["order_id"],
-                    str(r["qty"]),
-                    str(r["price"]),
-                    str(r["amount"]),
-                    str(r["amount_nds"]),
-                    str(r["paid_amount"]),
+                    r.order_id,
+                    str(r.qty),
+                    str(r.price),
+                    str(r.amount),
+                    str(r.amount_nds),
+                    str(r.paid_amount),
                 )
                 for r in rows
             ],
@@ -195,9 +201,17 @@ def _order_contract(conn: sqlite3.Connection, order: sqlite3.Row) -> int | None:
     return None if row is None else int(row["contract_id"])
 
 
-def _act_row(
-    conn: sqlite3.Connection, order: sqlite3.Row, end: dt.datetime
-) -> dict[str, object] | None:
+@dataclass(frozen=True)
+class ActRow:
+    order_id: int
+    qty: Decimal
+    price: Decimal
+    amount: Decimal
+    amount_nds: Decimal
+    paid_amount: Decimal
+
+
+def _act_row(conn: sqlite3.Connection, order: sqlite3.Row, end: dt.datetime) -> ActRow | None:
     """The not yet billed consumption of one order up to `end`, or None."""
     report = conn.execute(
         "SELECT completion_qty, completion_sum FROM completions WHERE order_id = ? AND dt <= ?"
@@ -217,14 +231,14 @@ def _act_row(
         return None  # nothing new (a lowered total is not refunded by an act)
     nds_pct = dec(order["nds_pct"])
     paid_left = max(dec(order["paid_sum"]) - billed_paid, Decimal(0))
-    return {
-        "order_id": order["id"],
-        "qty": max(dec(report["completion_qty"]) - billed_qty, Decimal(0)),
-        "price": dec(order["price"]),
-        "amount": amount,
-        "amount_nds": values.round_money(amount * nds_pct / (100 + nds_pct)),
-        "paid_amount": min(amount, paid_left),
-    }
+    return ActRow(
+        order_id=order["id"],
+        qty=max(dec(report["completion_qty"]) - billed_qty, Decimal(0)),
+        price=dec(order["price"]),
+        amount=amount,
+        amount_nds=values.round_money(amount * nds_pct / (100 + nds_pct)),
+        paid_amount=min(amount, paid_left),
+    )
 
 
 @balance_method("GetClientActs", writes=False)

@@ -66,7 +66,7 @@ def _create_contract(call: Call, uid: object, params: object, kind: str) -> dict
     payment_type = struct["payment_type"]
     if payment_type not in (PREPAY, POSTPAY, str(PREPAY), str(POSTPAY)):
         raise invalid_param(f"payment_type must be 2 (prepay) or 3 (postpay), got {payment_type!r}")
-    payment_type = int(payment_type)  # type: ignore[arg-type]
+    payment_type = int(str(payment_type))
     payment_term: int | None = None
     credit_limit = Decimal(0)
     if payment_type == POSTPAY:

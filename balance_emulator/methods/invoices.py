@@ -338,7 +338,7 @@ def get_client_requests(call: Call, params: object) -> list[dict[str, object]]:
         raise invalid_param("ClientID is required")
     client_id = values.parse_id(struct["ClientID"], "ClientID")
     client_row(call.conn, client_id)
-    answers = []
+    answers: list[dict[str, object]] = []
     for request_id in _requests_of(call.conn, client_id, _order_filter(call.conn, struct)):
         request = call.conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         invoice_ids = [

@@ -7,6 +7,7 @@ import itertools
 import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -45,7 +46,9 @@ def fault_code(fault: xmlrpc.client.Fault) -> str:
 
 
 def make_client(balance: xmlrpc.client.ServerProxy, name: str = "Acme") -> int:
-    answer = balance.Balance2.CreateClient(UID, {"NAME": name, "EMAIL": "billing@acme.ru"})
+    answer = cast(
+        list[Any], balance.Balance2.CreateClient(UID, {"NAME": name, "EMAIL": "billing@acme.ru"})
+    )
     return int(answer[2])
 
 
@@ -94,4 +97,4 @@ UR_PERSON = {
 
 def make_person(balance: xmlrpc.client.ServerProxy, client_id: int, kind: str = "ph") -> int:
     fields = PH_PERSON if kind == "ph" else UR_PERSON
-    return int(balance.Balance2.CreatePerson(UID, {"client_id": client_id, **fields}))
+    return cast(int, balance.Balance2.CreatePerson(UID, {"client_id": client_id, **fields}))

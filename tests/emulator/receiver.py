@@ -12,6 +12,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Delivery:
             return list(json.loads(self.body))
         params, method = xmlrpc.client.loads(self.body)
         assert method == "BalanceClient.NotifyOrder2", method
-        return [params[0]]
+        return [cast(dict[str, Any], params[0])]
 
 
 @dataclass
