@@ -157,11 +157,14 @@ class Notifier:
         if not due:
             return max(wait_s, 0.0)
         if config.form == "json":
-            for start in range(0, len(due), config.batch_max):
-                self._deliver(config, due[start : start + config.batch_max])
+            batches = [due[i : i + config.batch_max] for i in range(0, len(due), config.batch_max)]
         else:
-            for row in due:
-                self._deliver(config, [row])
+            batches = [[row] for row in due]
+        for batch in batches:
+            if not self._deliver(config, batch):
+                # The receiver is not reachable: the rest would fail the same way. Try again
+                # after the backoff (rows not tried yet keep their turn).
+                return min(config.retry_base_s, _IDLE_WAIT_S)
         return 0.0  # delivering may have released held rows: look again at once
 
     def _shape(self, row: sqlite3.Row, held_orders: set[int], now: float) -> sqlite3.Row:
@@ -200,7 +203,9 @@ class Notifier:
             ).fetchone()
         return newer is not None
 
-    def _deliver(self, config: NotifyConfig, rows: list[sqlite3.Row]) -> None:
+    def _deliver(self, config: NotifyConfig, rows: list[sqlite3.Row]) -> bool:
+        """Send one delivery and record the outcome; False when the receiver could not be
+        reached at all (a refused HTTP status or fault is a reachable receiver)."""
         structs = [json.loads(row["payload"]) for row in rows]
         ids = [row["id"] for row in rows]
         self._count("attempts")
@@ -223,7 +228,7 @@ class Notifier:
             attempts = rows[0]["attempts"] + 1
             level = logging.INFO if attempts <= 3 or attempts % 10 == 0 else logging.DEBUG
             log.log(level, "notifications %s not delivered (attempt %d): %s", ids, attempts, error)
-            return
+            return not isinstance(error, OSError)
         now = time.time()
         with self._store.write() as conn:
             conn.executemany(
@@ -235,6 +240,7 @@ class Notifier:
         for row, struct in zip(rows, structs, strict=True):
             if row["duplicate"]:
                 self._send_duplicate(config, row["id"], struct)
+        return True
 
     def _send_duplicate(self, config: NotifyConfig, row_id: int, struct: dict[str, object]) -> None:
         """Deliver the same notification once more (Balance does, now and then)."""

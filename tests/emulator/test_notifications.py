@@ -203,3 +203,21 @@ def test_notifications_survive_a_restart(balance, emulator, receiver):
     emulator.control.TestBalance.SetNotify({"retry_base_s": 0.05, "retry_max_s": 0.2})
     (struct,) = receiver.wait_for(1)
     assert struct["ServiceOrderID"] == order_id
+
+
+def test_unreachable_receiver_is_retried_until_it_answers(balance, emulator, receiver):
+    from tests.emulator_process import free_port
+
+    emulator.control.TestBalance.SetNotify({"url": f"http://127.0.0.1:{free_port()}/balance"})
+    invoice_id, order_id = unpaid_invoice(balance)
+    emulator.control.TestBalance.PayInvoice(invoice_id)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        (row,) = emulator.control.TestBalance.GetNotifications({"ServiceOrderID": order_id})
+        if row["Attempts"] >= 2:
+            break
+        time.sleep(0.05)
+    assert not row["Delivered"] and row["Attempts"] >= 2 and row["LastError"]
+    emulator.control.TestBalance.SetNotify({"url": receiver.url})
+    (struct,) = receiver.wait_for(1)
+    assert struct["ServiceOrderID"] == order_id
