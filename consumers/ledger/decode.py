@@ -5,8 +5,9 @@ included), a key that is not UTF-8 or does not match `client_id`, a record witho
 timestamp. Everything that decodes is a command and gets a result: one with a bad value (a
 zero amount, an unknown currency, an id with control characters, an Adjust for an unknown
 tenant, anything but an Adjust on the admin topic) is `Decoded` with `invalid` set, and is
-answered REJECTED `invalid` naming the field. Invalid commands are never looked up in or
-written to PostgreSQL (their ids may hold bytes PostgreSQL cannot store).
+answered REJECTED `invalid` naming the field. Invalid commands are never written to
+PostgreSQL, and nothing but a sound client id is looked up for them (their other ids may
+hold bytes PostgreSQL cannot store).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class Decoded:
     admin: bool
     command: Command
     invalid: str | None  # why validation failed, or None when the command is sound
+
+    @property
+    def client_sound(self) -> bool:
+        """Whether the client can be looked up: its id (and tenant) passed validation, so an
+        invalid command is still answered with the wallet's figures."""
+        return self.invalid is None or not self.invalid.startswith(("client_id:", "key:"))
 
     @property
     def namespace(self) -> str:

@@ -130,10 +130,11 @@ def _references(fresh: Sequence[Decoded]) -> tuple[set, set, set]:
     looked up: their ids may not even be storable)."""
     clients, holds, charges = set(), set(), set()
     for d in fresh:
+        key = (d.tenant, d.command.client_id)
+        if d.client_sound:
+            clients.add(key)
         if d.invalid is not None:
             continue
-        key = (d.tenant, d.command.client_id)
-        clients.add(key)
         body = d.command.body
         if isinstance(body, Hold | ConfirmHold | ReleaseHold | ExpireHold):
             holds.add((*key, body.hold_id))
@@ -179,9 +180,10 @@ class _Batch:
         """Decide and write one record's command; first the expiry of the hold it touches,
         when that hold is past `expires_at` at the record's time (an event of its own)."""
         r = d.record
-        state = states.get((d.tenant, d.command.client_id)) if d.invalid is None else None
+        state = states.get((d.tenant, d.command.client_id)) if d.client_sound else None
         id_key = (d.namespace, d.command.command_id)
-        fresh = id_key not in self.seen and id_key not in processed  # a resend triggers nothing
+        # Only a sound, fresh command can find an expiry due: a resend triggers nothing.
+        fresh = d.invalid is None and id_key not in self.seen and id_key not in processed
         if state is not None and fresh:
             expiry = expiry_due(state, d.command, r.timestamp_ms)
             if expiry is not None:
@@ -201,7 +203,7 @@ class _Batch:
         id_key = (d.namespace, command.command_id)
         invalid = d.invalid if command is d.command else None
         prior = None if invalid is not None else self.seen.get(id_key) or processed.get(id_key)
-        if state is None:  # an invalid command: nothing is loaded or written for it
+        if state is None:  # an invalid client id: nothing is loaded or written for it
             state = ClientState(tenant=d.tenant, client_id=command.client_id)
         version_before = state.wallet.version if state.wallet else 0
         decision = decide(

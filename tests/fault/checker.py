@@ -177,8 +177,9 @@ def check(
             elif prior is not None:
                 want = (Status.REJECTED, Code.IDEMPOTENCY_CONFLICT, available, held, version, False)
             elif d.invalid is not None:
-                # Invalid: nothing is looked up (no wallet figures) and nothing remembered.
-                want = (Status.REJECTED, Code.INVALID, 0, 0, 0, False)
+                # Invalid: never remembered; the wallet's figures when the client id is sound.
+                figures = (available, held, version) if d.client_sound else (0, 0, 0)
+                want = (Status.REJECTED, Code.INVALID, *figures, False)
             else:
                 outcome = model.step(tenant, command, r.timestamp_ms)
                 want = (

@@ -66,7 +66,8 @@ class Workload:
     def fundings(self) -> list[Send]:
         out = []
         for tenant, client in self.clients:
-            body = Adjust(self.rng.randrange(50_000, 200_000), "RUB", "fault test funding", "fault-test")
+            amount = self.rng.randrange(50_000, 200_000)
+            body = Adjust(amount, "RUB", "fault test funding", "fault-test")
             command = self._cmd(client, body)
             out.append(Send(tenant, True, f"{tenant}/{client}".encode(), encode_command(command)))
         return out
