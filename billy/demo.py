@@ -11,24 +11,66 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from billy_core.money import Money
 from billy_core.settings import Settings
 
-# The demo runs on its own topic prefix each time, so it never mixes with earlier runs.
+# The demo runs in a world of its own each time (a database, a topic prefix, consumer groups),
+# created at start and removed at the end: it never mixes with earlier runs or with a `billy
+# run` on the same servers, and leaves no topics, groups or clients behind.
 _TIMEOUT_S = 60
 
 
 def run_demo(settings: Settings, tenant: str) -> int:
+    prefix = f"demo{uuid.uuid4().hex[:6]}"
+    with own_world(settings, prefix) as world:
+        return _story(world, tenant)
+
+
+@contextmanager
+def own_world(settings: Settings, prefix: str) -> Iterator[Settings]:
+    """Settings pointing at a fresh database and topic prefix; both removed on exit."""
+    import psycopg
+    from confluent_kafka.admin import AdminClient
+
+    from billy_core.kafka import config as kafka_config
+
+    base, _, _ = settings.database_url.rpartition("/")
+    database = f"billy_{prefix}"
+    with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    world = settings.model_copy(
+        update={"database_url": f"{base}/{database}", "topic_prefix": prefix}
+    )
+    try:
+        yield world
+    finally:
+        admin = AdminClient(kafka_config.admin(settings))
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{prefix}.")]
+        for future in admin.delete_topics(topics).values() if topics else ():
+            future.result(timeout=30)
+        groups = [f"{prefix}-ledger", f"{prefix}-demo", f"{prefix}-demo-admin"]
+        for future in admin.delete_consumer_groups(groups).values():
+            try:
+                future.result(timeout=30)
+            except Exception:  # a group that never formed is not an error here
+                pass
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        print(f"\nbilly demo: removed database {database}, topics {prefix}.* and groups")
+
+
+def _story(settings: Settings, tenant: str) -> int:
     from billy.roles import prepare, role_target
     from producers import BillyAdminClient, BillyClient, ResultReader
 
-    prefix = f"demo{uuid.uuid4().hex[:6]}"
+    prefix = settings.topic_prefix
     token = uuid.uuid4().hex
     settings = settings.model_copy(
         update={
-            "topic_prefix": prefix,
             "ledger_group": f"{prefix}-ledger",
             "topic_partitions_max": 3,
             "tenants": tuple(dict.fromkeys((tenant, *settings.tenants))),
@@ -51,7 +93,7 @@ def run_demo(settings: Settings, tenant: str) -> int:
     results = ResultReader(boot, tenant, f"{prefix}-demo", prefix=prefix)
     admin_results = ResultReader.for_admin(boot, f"{prefix}-demo-admin", prefix=prefix)
 
-    def show(step: str, command_id: str, reader=results) -> None:
+    def show(step: str, command_id: str, reader: ResultReader = results) -> None:
         r = reader.wait_for(command_id, timeout_s=_TIMEOUT_S)
         money = Money(r.available_minor, r.currency) if r.currency else "-"
         held = Money(r.held_minor, r.currency) if r.currency else "-"
@@ -124,7 +166,7 @@ def run_demo(settings: Settings, tenant: str) -> int:
         deadline = time.monotonic() + _TIMEOUT_S
         while time.monotonic() < deadline:
             r = results.poll(1.0)
-            if r is not None and r.command_id.startswith("billy-expire:"):
+            if r is not None and r.currency and r.command_id.startswith("billy-expire:"):
                 available, held = (
                     Money(r.available_minor, r.currency),
                     Money(r.held_minor, r.currency),

@@ -36,12 +36,13 @@ from billy_core.commands import (
     ReleaseHold,
     expire_command_id,
 )
+from billy_core.errors import InvariantViolation
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
 from billy_core.ledger.core import Duplicate, decide, expiry_due
 from billy_core.ledger.decision import Decision
 from billy_core.ledger.invariants import check_held_matches
-from billy_core.ledger.state import ClientState
+from billy_core.ledger.state import ClientState, Wallet
 from billy_core.limits import MESSAGE_CHARS_MAX
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
@@ -119,16 +120,28 @@ class LedgerHandler:
         # of its open holds. A breach raises InvariantViolation: nothing commits.
         totals = store.open_hold_totals(cur, rows.changed)
         for key in rows.changed:
-            wallet = states[key].wallet
-            assert wallet is not None  # changed implies it exists
-            check_held_matches(wallet, totals.get(key, 0))
+            check_held_matches(_wallet(states, key), totals.get(key, 0))
         return Summary(tuple(rows.by_kind), rows.duplicates)
 
 
-def _references(fresh: Sequence[Decoded]) -> tuple[set, set, set]:
+ClientKey = tuple[str, str]
+HoldKey = tuple[str, str, str]  # (tenant, client_id, hold_id or charge command_id)
+
+
+def _wallet(states: dict[ClientKey, ClientState], key: ClientKey) -> Wallet:
+    """The wallet of a client the batch changed: it exists, or the ledger is broken."""
+    wallet = states[key].wallet
+    if wallet is None:
+        raise InvariantViolation(f"{key[0]}/{key[1]}: changed, but has no wallet")
+    return wallet
+
+
+def _references(fresh: Sequence[Decoded]) -> tuple[set[ClientKey], set[HoldKey], set[HoldKey]]:
     """The clients, holds and charges a batch's sound commands name (invalid ones are never
     looked up: their ids may not even be storable)."""
-    clients, holds, charges = set(), set(), set()
+    clients: set[ClientKey] = set()
+    holds: set[HoldKey] = set()
+    charges: set[HoldKey] = set()
     for d in fresh:
         key = (d.tenant, d.command.client_id)
         if d.client_sound:
@@ -176,7 +189,12 @@ class _Batch:
         self._out(topic, key, result_bytes, event_id)
         self.results += 1
 
-    def command(self, d: Decoded, processed, states: dict[tuple[str, str], ClientState]) -> None:
+    def command(
+        self,
+        d: Decoded,
+        processed: dict[tuple[str, str], tuple[bytes, bytes]],
+        states: dict[ClientKey, ClientState],
+    ) -> None:
         """Decide and write one record's command; first the expiry of the hold it touches,
         when that hold is past `expires_at` at the record's time (an event of its own)."""
         r = d.record
@@ -331,22 +349,26 @@ class _Batch:
         )
 
     def snapshots(
-        self, states: dict[tuple[str, str], ClientState], loaded_holds: set, loaded_charges: set
+        self,
+        states: dict[ClientKey, ClientState],
+        loaded_holds: set[HoldKey],
+        loaded_charges: set[HoldKey],
     ) -> None:
         """The changed rows (new ones apart from loaded ones), and one snapshot per changed
         wallet per batch: the compacted topic keeps the last."""
         w = self.writes
         for key in self.changed:
             state = states[key]
-            wallet = state.wallet
+            wallet = _wallet(states, key)
             (w.new_wallets if state.new_wallet else w.changed_wallets).append(wallet)
             for hold_id in sorted(state.dirty_holds):
-                row = (*key, state.holds[hold_id])
-                (w.changed_holds if (*key, hold_id) in loaded_holds else w.new_holds).append(row)
+                hold = (key[0], key[1], state.holds[hold_id])
+                loaded = (*key, hold_id) in loaded_holds
+                (w.changed_holds if loaded else w.new_holds).append(hold)
             for command_id in sorted(state.dirty_charges):
-                row = (*key, state.charges[command_id])
+                charge = (key[0], key[1], state.charges[command_id])
                 loaded = (*key, command_id) in loaded_charges
-                (w.changed_charges if loaded else w.new_charges).append(row)
+                (w.changed_charges if loaded else w.new_charges).append(charge)
             record = WalletSnapshot(
                 tenant=key[0],
                 client_id=key[1],
