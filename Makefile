@@ -6,13 +6,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BILLY := $(VENV)/bin/billy
 
-.PHONY: help venv demo test test-unit bench fault-long run
+.PHONY: help venv demo test test-unit bench fault-long run check nightly
 
 help:
 	@echo "make demo   - set up everything and run billy's demo"
 	@echo "make test   - set up everything and run all tests"
 	@echo "make up | down | status - the local Kafka + PostgreSQL stack"
 	@echo "make run    - billy with every role in one process (after make up)"
+	@echo "make check  - the check gate: lint, format, types, layer rules, shellcheck"
 	@echo "make bench  - benchmarks (on demand; prints figures)"
 
 venv: $(VENV)/.installed
@@ -36,6 +37,21 @@ test: venv up
 
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
+
+# The check gate: nothing lands unless it is green (.ci/run runs it before the tests).
+SHELL_SCRIPTS := deploy/stack.sh .ci/run
+
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	@command -v shellcheck >/dev/null || { echo "make check needs shellcheck (apt-get install shellcheck)"; exit 1; }
+	shellcheck $(SHELL_SCRIPTS)
+
+# Deeper property tests (hypothesis profile "deep"), for a nightly run.
+nightly: venv
+	BILLY_HYPOTHESIS_PROFILE=deep $(VENV)/bin/pytest -q tests/unit
 
 bench: venv up
 	$(VENV)/bin/python -m bench.run

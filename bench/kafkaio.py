@@ -33,20 +33,25 @@ def send_and_flush(settings: Settings, topic: str, commands: Sequence[Encoded]) 
         raise RuntimeError("set-up records not delivered")
 
 
-def load_in_one_transaction(settings: Settings, topic: str, commands: Sequence[Encoded],
-                            before_commit=None) -> dict[str, float]:
+def load_in_one_transaction(
+    settings: Settings, topic: str, commands: Sequence[Encoded], before_commit=None
+) -> dict[str, float]:
     """Write every command inside one open Kafka transaction (read_committed readers, the
     ledger included, see none of them), then commit: all become available at once.
 
     Returns wall times: `commit_started` (t0 of the measurement), `commit_done`, and how long
     writing took (not measured as billy's time)."""
-    producer = Producer({
-        **kafka_config.transactional_producer(settings, f"{settings.topic_prefix}-bench-loader"),
-        "transaction.timeout.ms": 300_000,
-        "delivery.timeout.ms": 290_000,
-        "linger.ms": 20,
-        "queue.buffering.max.messages": max(100_000, len(commands) + 1000),
-    })
+    producer = Producer(
+        {
+            **kafka_config.transactional_producer(
+                settings, f"{settings.topic_prefix}-bench-loader"
+            ),
+            "transaction.timeout.ms": 300_000,
+            "delivery.timeout.ms": 290_000,
+            "linger.ms": 20,
+            "queue.buffering.max.messages": max(100_000, len(commands) + 1000),
+        }
+    )
     producer.init_transactions(60)
     started = time.time()
     producer.begin_transaction()
@@ -93,8 +98,13 @@ class PacedProducer:
             due = min(n, int((time.time() - start) * rate) + 1)
             while i < due:
                 ts = time.time()
-                _produce(producer, self.topic, commands[i], timestamp=int(ts * 1000),
-                         on_delivery=self._on_delivery)
+                _produce(
+                    producer,
+                    self.topic,
+                    commands[i],
+                    timestamp=int(ts * 1000),
+                    on_delivery=self._on_delivery,
+                )
                 sent[i] = ts
                 i += 1
             producer.poll(0)
@@ -111,10 +121,12 @@ class ResultCollector:
     keeps (value bytes, receipt wall time) per record; decoding happens after the run."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self.consumer = Consumer({
-            **kafka_config.reader(settings, f"{settings.topic_prefix}-bench-reader"),
-            "fetch.wait.max.ms": 10,
-        })
+        self.consumer = Consumer(
+            {
+                **kafka_config.reader(settings, f"{settings.topic_prefix}-bench-reader"),
+                "fetch.wait.max.ms": 10,
+            }
+        )
         meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
         if meta.error is not None:
             raise KafkaException(meta.error)

@@ -29,8 +29,10 @@ def summarize(path: Path, require: str = "consumers/", top: int = 25) -> dict:
             inclusive[f] += n
     if not total:
         return {"samples": 0, "inclusive_pct": [], "self_pct": []}
+
     def share(c):
         return [(round(100 * v / total, 1), k) for k, v in c.most_common(top)]
+
     return {"samples": total, "inclusive_pct": share(inclusive), "self_pct": share(own)}
 
 

@@ -29,8 +29,11 @@ def machine() -> dict:
         if line.startswith("MemTotal:"):
             mem_kib = int(line.split()[1])
     return {
-        "cpus": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kib / 2**20, 1),
-        "kernel": platform.release(), "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "mem_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
         "loadavg": os.getloadavg(),
     }
 
@@ -39,8 +42,11 @@ def git() -> dict:
     def run(*args):
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip()
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain",
-                                                                  "--", "billy_core", "consumers"))}
+
+    return {
+        "commit": run("rev-parse", "HEAD"),
+        "dirty": bool(run("status", "--porcelain", "--", "billy_core", "consumers")),
+    }
 
 
 def median(values):
@@ -68,24 +74,34 @@ def table(data: dict) -> str:
     tp = data.get("throughput")
     if tp:
         b, p = tp["batched"], tp["plain"]
-        add(f"Throughput, end to end: {tp['commands']} commands pre-loaded, {tp['clients']}"
-            f" clients, {tp['rounds']} alternating rounds (commands/s)")
-        add(f"  {'ledger':30} {'median':>8} {'runs':>26} {'ledger-only':>11}"
-            f" {'CPU us/cmd: ledger pg relay kafka':>34} {'busy':>5}")
+        add(
+            f"Throughput, end to end: {tp['commands']} commands pre-loaded, {tp['clients']}"
+            f" clients, {tp['rounds']} alternating rounds (commands/s)"
+        )
+        add(
+            f"  {'ledger':30} {'median':>8} {'runs':>26} {'ledger-only':>11}"
+            f" {'CPU us/cmd: ledger pg relay kafka':>34} {'busy':>5}"
+        )
         for name, runs in (("batched (as configured)", b), ("plain (BATCH_SIZE_MAX=1)", p)):
             if not runs:
                 continue
-            per = ", ".join(f"{r['commands_per_s']:.0f}" if r["commands_per_s"] else "-"
-                            for r in runs)
-            cpu = "  ".join(f"{_cpu_us(runs, g):.0f}" for g in ("ledger", "postgres", "relay",
-                                                                 "kafka"))
+            per = ", ".join(
+                f"{r['commands_per_s']:.0f}" if r["commands_per_s"] else "-" for r in runs
+            )
+            cpu = "  ".join(
+                f"{_cpu_us(runs, g):.0f}" for g in ("ledger", "postgres", "relay", "kafka")
+            )
             busy = median(r["cpu_s"]["machine_busy_pct"] for r in runs)
-            add(f"  {name:30} {median(r['commands_per_s'] for r in runs)!s:>8} {per:>26}"
+            add(
+                f"  {name:30} {median(r['commands_per_s'] for r in runs)!s:>8} {per:>26}"
                 f" {median(r['ledger_commands_per_s'] for r in runs)!s:>11} {cpu:>34}"
-                f" {busy!s:>4}%")
+                f" {busy!s:>4}%"
+            )
         if tp["ratios"]:
-            add(f"  batched / plain: {tp['ratio_median']}x (median of per-round ratios:"
-                f" {', '.join(str(x) for x in tp['ratios'])})")
+            add(
+                f"  batched / plain: {tp['ratio_median']}x (median of per-round ratios:"
+                f" {', '.join(str(x) for x in tp['ratios'])})"
+            )
         reached = (tp["batched_median_cmd_s"] or 0) >= 10_000
         add(f"  target >= 10,000 commands/s end to end: {'reached' if reached else 'NOT reached'}")
     for key, title in (("latency_spread", "clients spread"), ("latency_hot", "one hot wallet")):
@@ -93,14 +109,20 @@ def table(data: dict) -> str:
         if not lat:
             continue
         e = lat["e2e_ms"]
-        add(f"Latency, {title} ({lat['clients']} client(s)): target {lat['target_rate']:.0f}/s,"
+        add(
+            f"Latency, {title} ({lat['clients']} client(s)): target {lat['target_rate']:.0f}/s,"
             f" offered {lat['offered_rate']}/s, results {lat['reached_rate']}/s,"
-            f" all answered: {lat['complete']}")
-        add(f"  command -> result readable: p50 {e['p50']} ms, p95 {e['p95']} ms,"
-            f" p99 {e['p99']} ms, max {e['max']} ms")
-        add(f"  of which send -> ledger batch p50 {lat['send_to_ledger_batch_ms']['p50']} ms,"
+            f" all answered: {lat['complete']}"
+        )
+        add(
+            f"  command -> result readable: p50 {e['p50']} ms, p95 {e['p95']} ms,"
+            f" p99 {e['p99']} ms, max {e['max']} ms"
+        )
+        add(
+            f"  of which send -> ledger batch p50 {lat['send_to_ledger_batch_ms']['p50']} ms,"
             f" ledger batch -> readable p50 {lat['ledger_batch_to_read_ms']['p50']} ms;"
-            f" machine busy {lat['cpu_s']['machine_busy_pct']}%")
+            f" machine busy {lat['cpu_s']['machine_busy_pct']}%"
+        )
     mem = data.get("memory_mib", {}).get("ledger_peak_rss_by_scenario")
     if mem:
         add("Ledger peak RSS (VmHWM, MiB): " + ", ".join(f"{k} {v}" for k, v in mem.items()))
@@ -111,14 +133,25 @@ def table(data: dict) -> str:
             if not isinstance(summary, dict):
                 continue
             top = "; ".join(f"{pct}% {name}" for pct, name in summary["self_pct"][:8])
-            add(f"Profile {role} (self share of thread time on billy's work,"
-                f" {summary['samples']} samples): {top}")
+            add(
+                f"Profile {role} (self share of thread time on billy's work,"
+                f" {summary['samples']} samples): {top}"
+            )
     for d in data.get("disturbed", []):
         add(f"Disturbed and repeated: {d['what']} (attempt {d['attempt']}): {d['error'][:160]}")
-    notes = [n for r in (*data.get("throughput", {}).get("batched", []),
-                         *data.get("throughput", {}).get("plain", [])) for n in r.get("notes", [])]
-    notes += [f"{k}: {data[k]['foreign']} foreign results" for k in ("latency_spread",
-              "latency_hot") if data.get(k, {}).get("foreign")]
+    notes = [
+        n
+        for r in (
+            *data.get("throughput", {}).get("batched", []),
+            *data.get("throughput", {}).get("plain", []),
+        )
+        for n in r.get("notes", [])
+    ]
+    notes += [
+        f"{k}: {data[k]['foreign']} foreign results"
+        for k in ("latency_spread", "latency_hot")
+        if data.get(k, {}).get("foreign")
+    ]
     for n in notes:
         add(f"Note: {n[:200]}")
     return "\n".join(lines)

@@ -31,7 +31,10 @@ class RoleProcess:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "billy.cli", "--log-level", "WARNING", role],
-            env={**os.environ, **env}, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
         self._spy: subprocess.Popen | None = None
@@ -59,10 +62,22 @@ class RoleProcess:
         if not Path(spy).exists():
             return False
         self._spy = subprocess.Popen(
-            [spy, "record", "--pid", str(self.pid), "--rate", str(rate), "--format", "raw",
-             "--idle",
-             "--output", str(out), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                spy,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--idle",
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return True
 

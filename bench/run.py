@@ -63,8 +63,9 @@ def _attempt(data: dict, what: str, run):
         try:
             return run()
         except (RuntimeError, TimeoutError) as exc:
-            logging.getLogger("bench").warning("%s disturbed (attempt %d): %s", what, attempt,
-                                               str(exc)[:300])
+            logging.getLogger("bench").warning(
+                "%s disturbed (attempt %d): %s", what, attempt, str(exc)[:300]
+            )
             data["disturbed"].append({"what": what, "attempt": attempt, "error": str(exc)[:2000]})
             if attempt == 2:
                 raise
@@ -75,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke version (~2 min)")
     parser.add_argument("--only", choices=["throughput", "latency"], help="one part only")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the ledger and relay in the first batched run (if installed)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the ledger and relay in the first batched run (if installed)",
+    )
     for name in ("clients", "commands", "rounds", "rate", "seconds", "partitions"):
         parser.add_argument(f"--{name}", type=int, help=f"override the profile's {name}")
     args = parser.parse_args(argv)
@@ -108,12 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         "billy_settings": {
             "topic_partitions_max": p["partitions"],
             # every setting the roles see, but connections, names and tokens (set per scenario)
-            **{k: v for k, v in base.model_dump().items()
-               if k not in ("kafka_bootstrap", "database_url", "schema_registry_url", "api_tokens",
-                            "topic_prefix", "tenants", "ledger_group", "topic_partitions_max")},
+            **{
+                k: v
+                for k, v in base.model_dump().items()
+                if k
+                not in (
+                    "kafka_bootstrap",
+                    "database_url",
+                    "schema_registry_url",
+                    "api_tokens",
+                    "topic_prefix",
+                    "tenants",
+                    "ledger_group",
+                    "topic_partitions_max",
+                )
+            },
             # BILLY_* tuning passed through to the roles (never connection strings or tokens)
-            "inherited_env": {k: v for k, v in os.environ.items() if k.startswith("BILLY_")
-                              and not k.endswith(("_URL", "_TOKENS", "_BOOTSTRAP"))},
+            "inherited_env": {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("BILLY_") and not k.endswith(("_URL", "_TOKENS", "_BOOTSTRAP"))
+            },
             "plain_loop_env": PLAIN_ENV,
             "producer": "acks=all, idempotent, lz4 (billy_core.kafka.config.plain_producer)",
         },
@@ -130,46 +149,66 @@ def main(argv: list[str] | None = None) -> int:
                 order.reverse()
             for label, env in order:
                 log.info("throughput round %d: %s (%d commands)", rnd + 1, label, len(commands))
+
                 def one(label=label, env=env):
                     return _throughput_run(stack, label, env, clients, commands, p, log_dir)
 
                 figures = _attempt(data, f"throughput {label} round {rnd + 1}", one)
-                log.info("  -> %s cmd/s end to end (ledger alone %s cmd/s), %s",
-                         figures["commands_per_s"], figures["ledger_commands_per_s"],
-                         figures["outcomes"])
+                log.info(
+                    "  -> %s cmd/s end to end (ledger alone %s cmd/s), %s",
+                    figures["commands_per_s"],
+                    figures["ledger_commands_per_s"],
+                    figures["outcomes"],
+                )
                 (batched if label == "batched" else plain).append(figures)
-        ratios = [round(b["commands_per_s"] / q["commands_per_s"], 1)
-                  for b, q in zip(batched, plain, strict=True)
-                  if b["commands_per_s"] and q["commands_per_s"]]
+        ratios = [
+            round(b["commands_per_s"] / q["commands_per_s"], 1)
+            for b, q in zip(batched, plain, strict=True)
+            if b["commands_per_s"] and q["commands_per_s"]
+        ]
         data["throughput"] = {
-            "commands": p["commands"], "clients": p["clients"], "rounds": p["rounds"],
+            "commands": p["commands"],
+            "clients": p["clients"],
+            "rounds": p["rounds"],
             "method": "pre-loaded in one Kafka transaction; t0 = commit; end = last result"
-                      " read read_committed",
-            "batched": batched, "plain": plain,
+            " read read_committed",
+            "batched": batched,
+            "plain": plain,
             "batched_median_cmd_s": report.median(r["commands_per_s"] for r in batched),
             "plain_median_cmd_s": report.median(r["commands_per_s"] for r in plain),
-            "ratios": ratios, "ratio_median": report.median(ratios),
+            "ratios": ratios,
+            "ratio_median": report.median(ratios),
         }
 
     if args.only in (None, "latency"):
-        log.info("latency: %d cmd/s for %d s over %d clients", p["rate"], p["seconds"],
-                 len(clients))
-        data["latency_spread"] = _attempt(data, "latency spread", lambda: (
-            _latency_run(stack, "latency", clients, p, 2, log_dir)))
+        log.info(
+            "latency: %d cmd/s for %d s over %d clients", p["rate"], p["seconds"], len(clients)
+        )
+        data["latency_spread"] = _attempt(
+            data, "latency spread", lambda: _latency_run(stack, "latency", clients, p, 2, log_dir)
+        )
         log.info("  -> %s", data["latency_spread"]["e2e_ms"])
         log.info("latency: %d cmd/s for %d s, one hot wallet", p["rate"], p["seconds"])
-        data["latency_hot"] = _attempt(data, "latency hot", lambda: (
-            _latency_run(stack, "hot", ["hot-client"], p, 3, log_dir)))
+        data["latency_hot"] = _attempt(
+            data, "latency hot", lambda: _latency_run(stack, "hot", ["hot-client"], p, 3, log_dir)
+        )
         log.info("  -> %s", data["latency_hot"]["e2e_ms"])
 
     data["memory_mib"] = {
         "ledger_peak_rss_by_scenario": {
-            **{f"throughput_batched_{i + 1}": r["ledger_peak_rss_mib"]
-               for i, r in enumerate(data.get("throughput", {}).get("batched", []))},
-            **{f"throughput_plain_{i + 1}": r["ledger_peak_rss_mib"]
-               for i, r in enumerate(data.get("throughput", {}).get("plain", []))},
-            **{k: data[k]["ledger_peak_rss_mib"] for k in ("latency_spread", "latency_hot")
-               if k in data},
+            **{
+                f"throughput_batched_{i + 1}": r["ledger_peak_rss_mib"]
+                for i, r in enumerate(data.get("throughput", {}).get("batched", []))
+            },
+            **{
+                f"throughput_plain_{i + 1}": r["ledger_peak_rss_mib"]
+                for i, r in enumerate(data.get("throughput", {}).get("plain", []))
+            },
+            **{
+                k: data[k]["ledger_peak_rss_mib"]
+                for k in ("latency_spread", "latency_hot")
+                if k in data
+            },
         },
     }
     if args.profile:

@@ -35,8 +35,15 @@ class Billy:
     """billy's ledger and relay as processes over a fresh world; `clients` registered and
     funded before any measurement, and the outbox drained, so a run starts warm and idle."""
 
-    def __init__(self, stack: Stack, label: str, clients: list[str], env: dict[str, str],
-                 partitions_max: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        label: str,
+        clients: list[str],
+        env: dict[str, str],
+        partitions_max: int,
+        log_dir: Path,
+    ) -> None:
         self.label = label
         self.clients = clients
         self.world = World(stack, partitions_max)
@@ -68,11 +75,13 @@ class Billy:
 
     def _fund(self) -> None:
         topics, n, roles = self.world.topics, len(self.clients), (self.ledger, self.relay)
-        kafkaio.send_and_flush(self.settings, topics.commands(TENANT),
-                               workload.registrations(self.clients))
+        kafkaio.send_and_flush(
+            self.settings, topics.commands(TENANT), workload.registrations(self.clients)
+        )
         _wait(lambda: self.world.count_processed() >= n, 300, "registrations", roles)
-        kafkaio.send_and_flush(self.settings, topics.admin_commands,
-                               workload.fundings(TENANT, self.clients))
+        kafkaio.send_and_flush(
+            self.settings, topics.admin_commands, workload.fundings(TENANT, self.clients)
+        )
         _wait(lambda: self.world.count_processed() >= 2 * n, 300, "fundings", roles)
         _wait(self.outbox_empty, 300, "relay draining the set-up outbox", roles)
 
@@ -107,16 +116,18 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _outcomes(results) -> dict[str, int]:
-    out = Counter(f"{r.status.value}:{r.code if isinstance(r.code, str) else r.code.value}"
-                  for r in results)
+    out = Counter(
+        f"{r.status.value}:{r.code if isinstance(r.code, str) else r.code.value}" for r in results
+    )
     dup = sum(r.duplicate for r in results)
     if dup:
         out["duplicate=true"] = dup
     return dict(out)
 
 
-def _wait_for_ids(collector: kafkaio.ResultCollector, ids: set[str], already: int,
-                  timeout_s: float) -> bool:
+def _wait_for_ids(
+    collector: kafkaio.ResultCollector, ids: set[str], already: int, timeout_s: float
+) -> bool:
     """Wait until a result of every command in `ids` has been read. Counting records alone
     is not enough: results of other commands (see `_note_foreign`) may arrive too."""
     deadline = time.monotonic() + timeout_s
@@ -137,15 +148,16 @@ def _note_foreign(billy: Billy, results, ids: set[str], t0: float) -> int:
     unknown = [r for r in results if r.command_id not in ids]
     if unknown:
         ages = sorted(round(r.processed_at_ms / 1000 - t0, 2) for r in unknown)
-        note = (f"{len(unknown)} results of commands not in this run, processed at"
-                f" t0{ages[0]:+}s..{ages[-1]:+}s, e.g. {unknown[0]!r}")
+        note = (
+            f"{len(unknown)} results of commands not in this run, processed at"
+            f" t0{ages[0]:+}s..{ages[-1]:+}s, e.g. {unknown[0]!r}"
+        )
         log.warning(note)
         billy.notes.append(note)
     return len(unknown)
 
 
-def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | None = None
-               ) -> dict:
+def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | None = None) -> dict:
     """M commands made available at one instant (one Kafka transaction committed), then the
     time until the last of their M results is readable read_committed."""
     s, topics = billy.settings, billy.world.topics
@@ -158,8 +170,9 @@ def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | N
         meter = CpuMeter({"ledger": billy.ledger.pid, "relay": billy.relay.pid})
         # Written inside an open transaction (invisible to the ledger), so the meter starts
         # only at the commit: billy's work is what happens after it.
-        load = kafkaio.load_in_one_transaction(s, topics.commands(TENANT), commands,
-                                               before_commit=meter.start)
+        load = kafkaio.load_in_one_transaction(
+            s, topics.commands(TENANT), commands, before_commit=meter.start
+        )
         t0 = load["commit_started"]
         ids = {c.command_id for c in commands}
         complete = _wait_for_ids(collector, ids, 0, timeout_s=max(120.0, m / 100))
@@ -175,8 +188,10 @@ def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | N
     t_end = max(ours) if ours else float("nan")
     seen = Counter(r.command_id for r in results if r.command_id in ids)
     foreign = _note_foreign(billy, results, ids, t0)
-    ledger_done = max((r.processed_at_ms for r in results if r.command_id in ids),
-                      default=float("nan")) / 1000
+    ledger_done = (
+        max((r.processed_at_ms for r in results if r.command_id in ids), default=float("nan"))
+        / 1000
+    )
     elapsed = t_end - t0
     return {
         "commands": m,
@@ -196,8 +211,9 @@ def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | N
     }
 
 
-def latency(billy: Billy, commands: list[workload.Encoded], warmup: list[workload.Encoded],
-            rate: float) -> dict:
+def latency(
+    billy: Billy, commands: list[workload.Encoded], warmup: list[workload.Encoded], rate: float
+) -> dict:
     """Commands produced at a steady `rate`; per command, send time → time its result is read
     here (read_committed). Also split at the ledger's processed_at (batch start) time. The
     `warmup` commands go first, through the same producer, and are not measured."""
@@ -247,14 +263,18 @@ def latency(billy: Billy, commands: list[workload.Encoded], warmup: list[workloa
         "foreign": foreign,
         "reached_rate": round(len(e2e) / (last_read - sent[0]), 1) if e2e else None,
         "drain_after_send_s": round(last_read - send_end, 2),
-        "e2e_ms": {f"p{q}": round(_pct(e2e, q), 1) for q in (50, 95, 99)} | {
+        "e2e_ms": {f"p{q}": round(_pct(e2e, q), 1) for q in (50, 95, 99)}
+        | {
             "max": round(max(e2e), 1) if e2e else None,
-            "mean": round(statistics.fmean(e2e), 1) if e2e else None},
+            "mean": round(statistics.fmean(e2e), 1) if e2e else None,
+        },
         "send_to_ledger_batch_ms": {f"p{q}": round(_pct(to_apply, q), 1) for q in (50, 99)},
         "ledger_batch_to_read_ms": {f"p{q}": round(_pct(apply_to_read, q), 1) for q in (50, 99)},
         "cpu_s": cpu,
         "outcomes": _outcomes(results),
         # [second since the first send, commands sent in it, p50 ms, max ms]: warm-up, stalls
-        "e2e_by_second": [[sec, len(v), round(_pct(v, 50), 1), round(max(v), 1)]
-                          for sec, v in sorted(by_second.items())],
+        "e2e_by_second": [
+            [sec, len(v), round(_pct(v, 50), 1), round(max(v), 1)]
+            for sec, v in sorted(by_second.items())
+        ],
     }

@@ -35,8 +35,14 @@ class Stack:
 
     def server_facts(self) -> dict:
         """The PostgreSQL settings that decide commit cost; the bench reports them."""
-        names = ("server_version", "synchronous_commit", "fsync", "wal_sync_method",
-                 "shared_buffers", "commit_delay")
+        names = (
+            "server_version",
+            "synchronous_commit",
+            "fsync",
+            "wal_sync_method",
+            "shared_buffers",
+            "commit_delay",
+        )
         with psycopg.connect(self.admin_db_url) as conn:
             return {n: conn.execute(f"SHOW {n}").fetchone()[0] for n in names}
 
@@ -52,8 +58,11 @@ class World:
         base, _, _ = stack.admin_db_url.rpartition("/")
         self.db_url = f"{base}/{self.dbname}"
         self.settings = Settings(
-            kafka_bootstrap=stack.kafka, database_url=self.db_url, topic_prefix=self.prefix,
-            tenants=(TENANT,), ledger_group=f"{self.prefix}-ledger",
+            kafka_bootstrap=stack.kafka,
+            database_url=self.db_url,
+            topic_prefix=self.prefix,
+            tenants=(TENANT,),
+            ledger_group=f"{self.prefix}-ledger",
             topic_partitions_max=partitions_max,
         )
         self.topics = TopicNames(self.prefix)
@@ -87,13 +96,15 @@ class World:
         self._open = False
         admin = AdminClient(kafka_config.admin(self.settings))
         try:
-            names = [t for t in admin.list_topics(timeout=30).topics
-                     if t.startswith(self.prefix + ".")]
+            names = [
+                t for t in admin.list_topics(timeout=30).topics if t.startswith(self.prefix + ".")
+            ]
             if names:
                 for f in admin.delete_topics(names, operation_timeout=30).values():
                     f.result(60)
-            admin.delete_consumer_groups([self.settings.ledger_group],
-                                         request_timeout=30)[self.settings.ledger_group].result(60)
+            admin.delete_consumer_groups([self.settings.ledger_group], request_timeout=30)[
+                self.settings.ledger_group
+            ].result(60)
         except Exception as exc:  # cleanup must not hide the figures
             log.warning("topic/group cleanup of %s: %s", self.prefix, exc)
         # PostgreSQL may be restarting (another engineer's fault test): retry for a while.

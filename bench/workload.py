@@ -32,8 +32,12 @@ def _now_ms() -> int:
 
 
 def _encode(command: Command, key: str | None = None) -> Encoded:
-    return Encoded(command.command_id, (key or command.client_id).encode(),
-                   encode_command(command), command.kind)
+    return Encoded(
+        command.command_id,
+        (key or command.client_id).encode(),
+        encode_command(command),
+        command.kind,
+    )
 
 
 def client_ids(n: int) -> list[str]:
@@ -41,17 +45,30 @@ def client_ids(n: int) -> list[str]:
 
 
 def registrations(clients: list[str]) -> list[Encoded]:
-    return [_encode(Command(uuid.uuid4().hex, c, _now_ms(),
-                            RegisterClient(f"Bench {c}", f"{c}@bench.example")))
-            for c in clients]
+    return [
+        _encode(
+            Command(
+                uuid.uuid4().hex, c, _now_ms(), RegisterClient(f"Bench {c}", f"{c}@bench.example")
+            )
+        )
+        for c in clients
+    ]
 
 
 def fundings(tenant: str, clients: list[str]) -> list[Encoded]:
     """Adjust commands for the admin topic (key `<tenant>/<client>`)."""
-    return [_encode(Command(uuid.uuid4().hex, c, _now_ms(),
-                            Adjust(FUNDING_MINOR, "RUB", "benchmark funding", "bench")),
-                    key=f"{tenant}/{c}")
-            for c in clients]
+    return [
+        _encode(
+            Command(
+                uuid.uuid4().hex,
+                c,
+                _now_ms(),
+                Adjust(FUNDING_MINOR, "RUB", "benchmark funding", "bench"),
+            ),
+            key=f"{tenant}/{c}",
+        )
+        for c in clients
+    ]
 
 
 def mix(clients: list[str], count: int, seed: int) -> list[Encoded]:
@@ -66,8 +83,9 @@ def mix(clients: list[str], count: int, seed: int) -> list[Encoded]:
         if roll < 0.10:
             hold_id = uuid.uuid4().hex[:16]
             open_holds[client].append(hold_id)
-            body = Hold(hold_id, f"product-{rng.randrange(20)}", rng.randint(1, 100), "RUB",
-                        expires)
+            body = Hold(
+                hold_id, f"product-{rng.randrange(20)}", rng.randint(1, 100), "RUB", expires
+            )
         elif roll < 0.20 and open_holds[client]:
             hold_id = open_holds[client].pop(rng.randrange(len(open_holds[client])))
             body = ConfirmHold(hold_id, None if rng.random() < 0.5 else 1)

@@ -25,6 +25,7 @@ from billy_core.settings import Settings
 
 log = logging.getLogger("billy.sweeper")
 
+
 class HoldSweeper:
     def __init__(self, settings: Settings, topics: TopicNames | None = None) -> None:
         self.settings = settings

@@ -23,9 +23,12 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+
+# confluent_kafka.admin re-exports OffsetSpec without listing it in __all__ (a stub gap).
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from billy_core.errors import TransientError
 from billy_core.kafka import config as kafka_config
@@ -36,15 +39,18 @@ def encode(seq: int) -> bytes:
     return str(seq).encode()
 
 
-def _decode(message) -> int:
+def _decode(message: Message) -> int:
     """A position record's seq. Anything else was not written by a relay: stop, naming the
     record, rather than guess a position (a wrong one republishes or skips records)."""
+    value = message.value()
     try:
-        return int(message.value().decode("ascii"))
-    except (AttributeError, UnicodeDecodeError, ValueError):
+        if value is None:
+            raise ValueError("no value")
+        return int(value.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
         raise ValueError(
             f"{message.topic()}[{message.partition()}]@{message.offset()}: value"
-            f" {message.value()!r} is not a decimal outbox seq"
+            f" {value!r} is not a decimal outbox seq"
         ) from None
 
 
@@ -59,7 +65,8 @@ def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> Non
 
     def offsets(isolation: IsolationLevel) -> dict[int, int]:
         futures = admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in partitions},
+            # OffsetSpec.latest() is unannotated in confluent_kafka.
+            {tp: OffsetSpec.latest() for tp in partitions},  # type: ignore[no-untyped-call]
             isolation_level=isolation,
             request_timeout=timeout_s,
         )
@@ -110,14 +117,21 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[st
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            if message.error() is not None:
-                if message.error().code() == KafkaError._PARTITION_EOF:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     waiting.discard(message.partition())
                     continue
-                raise TransientError(str(message.error()))
+                raise TransientError(str(error))
             # The highest wins, not the last read: a shard's key may have moved partitions
             # (a partitioner change), leaving an older position on the old partition.
-            shard = message.key().decode()
+            key = message.key()
+            if key is None:
+                raise ValueError(
+                    f"{message.topic()}[{message.partition()}]@{message.offset()}: no key"
+                    " (a relay position's key is its outbox shard)"
+                )
+            shard = key.decode()
             positions[shard] = max(positions.get(shard, -1), _decode(message))
         return positions
     finally:

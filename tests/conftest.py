@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from billy.roles import role_target
 from billy_core.kafka.topics import TopicNames
@@ -25,6 +26,12 @@ from billy_core.settings import Settings
 from billy_core.store import migrate
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis profiles: "quick" keeps the unit tier well under 30 s (CI, every run); "deep" is
+# for the nightly target (`make nightly`). Tests scale their example counts from the profile.
+hypothesis_settings.register_profile("quick", max_examples=100, deadline=None)
+hypothesis_settings.register_profile("deep", max_examples=5000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("BILLY_HYPOTHESIS_PROFILE", "quick"))
 _SESSION_START = time.time()
 
 

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.error import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # defined here; confluent_kafka.admin re-exports it
 
-from billy_core.kafka import config as kafka_config
 from billy_core.codec.schemas import schemas_dir
+from billy_core.kafka import config as kafka_config
 from billy_core.settings import Settings
 
 TOPICS_DIR = schemas_dir() / "topics"  # the repository's, or the installed wheel's copy

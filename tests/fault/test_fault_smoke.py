@@ -50,14 +50,33 @@ PROFILES = {
             "rebalance_leave",
         ],
     ),
-    "long": dict(commands=100_000, rate=400, clients_per_tenant=500, faults=(
-        ["rebalance_join"]
-        + [f for cycle in range(5) for f in (
-            "ledger_kill", "relay_kill", "ledger_kill", "pg_restart", "ledger_kill",
-            *(["zombie_pause"] if cycle % 2 == 0 else []),
-            "broker_restart", "ledger_kill", "ledger_kill", "rebalance_leave", "ledger_kill",
-            "rebalance_join")]
-        + ["rebalance_leave"])),
+    "long": dict(
+        commands=100_000,
+        rate=400,
+        clients_per_tenant=500,
+        faults=(
+            ["rebalance_join"]
+            + [
+                f
+                for cycle in range(5)
+                for f in (
+                    "ledger_kill",
+                    "relay_kill",
+                    "ledger_kill",
+                    "pg_restart",
+                    "ledger_kill",
+                    *(["zombie_pause"] if cycle % 2 == 0 else []),
+                    "broker_restart",
+                    "ledger_kill",
+                    "ledger_kill",
+                    "rebalance_leave",
+                    "ledger_kill",
+                    "rebalance_join",
+                )
+            ]
+            + ["rebalance_leave"]
+        ),
+    ),
 }
 SESSION_TIMEOUT_S = 10  # billy_core.kafka.config.ledger_consumer
 REPORT_DIR = REPO / ".state" / "fault-reports"

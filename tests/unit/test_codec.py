@@ -30,6 +30,7 @@ from billy_core.codec.mapping import AppliedService, ServiceKind, WalletSnapshot
 from billy_core.codec.schemas import schema_set
 from billy_core.money import AMOUNT_MINOR_MAX
 from billy_core.results import Code, Result, Status
+from tests.unit.examples import scaled
 
 SCHEMAS = schema_set()
 SO = single_object.default_codec()
@@ -228,7 +229,7 @@ def test_decode_error_tree():
     assert not issubclass(EncodeError, DecodeError)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(400), suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_garbage_after_a_valid_header_raises_only_decode_errors(tail):
     header = b"\xc3\x01" + SCHEMAS.current["Command"].fingerprint
@@ -358,7 +359,7 @@ _BODIES = st.one_of(
 _COMMANDS = st.builds(c.Command, command_id=_ID, client_id=_ID, issued_at_ms=_LONG, body=_BODIES)
 
 
-@settings(max_examples=500)
+@settings(max_examples=scaled(500))
 @given(_COMMANDS)
 def test_random_commands_round_trip(command):
     data = codec.encode_command(command)
@@ -371,7 +372,7 @@ def test_random_commands_round_trip(command):
 def test_every_body_type_is_generated():
     seen = set()
 
-    @settings(max_examples=300, database=None)
+    @settings(max_examples=scaled(300), database=None)
     @given(_BODIES)
     def collect(body):
         seen.add(type(body))
@@ -397,7 +398,7 @@ _RESULTS = st.builds(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=scaled(300))
 @given(_RESULTS)
 def test_random_results_round_trip(result):
     assert codec.decode_result(codec.encode_result(result)) == result

@@ -34,6 +34,7 @@ from billy_core.commands import (
 from billy_core.idempotency import payload_hash
 from billy_core.ledger import ClientState, Duplicate, HoldStatus, accounts, decide, expiry_due
 from billy_core.results import Code, Status
+from tests.unit.examples import scaled
 
 try:  # tests/ is a package (pyproject sets pythonpath = ["."])
     from tests.unit.reference_model import ReferenceModel
@@ -350,7 +351,7 @@ def _step(
 
 
 @settings(
-    max_examples=500,
+    max_examples=scaled(500),
     deadline=None,  # shared, noisy machines: never fail on time
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
