@@ -13,6 +13,7 @@ Two shapes, one policy:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,18 +25,20 @@ from billy_core.db import is_transient
 
 log = logging.getLogger("billy.retry")
 
-_wait = tenacity.wait_exponential(
-    multiplier=limits.RETRY_BACKOFF_MIN_S,
-    min=limits.RETRY_BACKOFF_MIN_S,
-    max=limits.RETRY_BACKOFF_MAX_S,
-)
-
 
 def backoff_s(attempt: int, max_s: float = limits.RETRY_BACKOFF_MAX_S) -> float:
-    """Seconds to wait before attempt `attempt + 1` (attempt >= 1)."""
-    state = tenacity.RetryCallState(None, None, (), {})
-    state.attempt_number = max(1, attempt)
-    return min(max_s, float(_wait(state)))
+    """Seconds to wait before attempt `attempt + 1` (attempt >= 1), capped at `max_s`.
+
+    The wait of tenacity's `wait_exponential(multiplier=MIN, min=MIN, max=MAX)` (MIN, MAX:
+    limits.RETRY_BACKOFF_MIN_S/_MAX_S), computed the same way without a retry state.
+    """
+    lo, hi = limits.RETRY_BACKOFF_MIN_S, limits.RETRY_BACKOFF_MAX_S
+    exponent = max(1, attempt) - 1
+    if exponent > math.log(hi, 2) - math.log(lo, 2):
+        wait = hi  # past the cap: skip the power, which overflows for a huge attempt count
+    else:
+        wait = max(lo, min(lo * 2**exponent, hi))
+    return min(max_s, wait)
 
 
 def transient(

@@ -26,7 +26,8 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -158,10 +159,15 @@ class _Sender:
         """Flush (raising DeliveryError as `flush` does). The client may not be used after."""
         self.flush(timeout_s)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:  # do not hide the exception in flight; still try to deliver what was sent

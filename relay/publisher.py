@@ -45,6 +45,11 @@ _FETCH = (
     f"  WHERE {_OWNED.format(t='o.')} AND o.seq > coalesce(p.seq, 0)"
     ") x WHERE rn <= %(per_shard)s ORDER BY shard, seq"
 )
+# One _FETCH row: shard, seq, topic, key, value, event_id, headers (the JSONB as loaded).
+_OutboxRow = tuple[str, int, str, bytes | memoryview | None, bytes | memoryview | None, str, object]
+# Record headers as Producer.produce takes them (a list keeps their order).
+_KafkaHeaders = list[tuple[str, str | bytes | None]]
+
 _DELETE = (
     "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
     " WHERE o.deployment = %s AND o.shard = p.shard AND o.seq <= p.seq"
@@ -97,7 +102,7 @@ class Relay:
             self._cleanup(self.published if self._cleanup_pending else touched)
         producer.flush(10)
 
-    def _fetch(self) -> list[tuple]:
+    def _fetch(self) -> list[_OutboxRow]:
         """The next rows to publish; waits out PostgreSQL outages (bounded backoff)."""
         shards = list(self.published)
         params = {**self.params, "shards": shards, "seqs": [self.published[s] for s in shards]}
@@ -112,7 +117,7 @@ class Relay:
                     raise
         raise AssertionError("unreachable: tenacity reraises")
 
-    def _publish(self, producer: Producer, rows: list[tuple]) -> dict[str, int]:
+    def _publish(self, producer: Producer, rows: list[_OutboxRow]) -> dict[str, int]:
         """One Kafka transaction: the rows, then the shards' new positions. Raises
         KafkaException when the transaction cannot commit (fenced, or the broker is gone too
         long): the process stops and its replacement resumes from the committed position."""
@@ -122,7 +127,10 @@ class Relay:
         producer.begin_transaction()
         try:
             for shard, seq, topic, key, value, event_id, headers in rows:
-                record_headers = [*decode_headers(headers), ("billy-event-id", event_id.encode())]
+                record_headers: _KafkaHeaders = [
+                    *decode_headers(headers),
+                    ("billy-event-id", event_id.encode()),
+                ]
                 _produce(producer, topic, _bytes(key), _bytes(value), record_headers)
                 touched[shard] = seq
                 kinds[_kind(self.topics, topic)] += 1
@@ -159,7 +167,10 @@ class Relay:
                     cur.execute(
                         f"SELECT count(*) FROM outbox WHERE {_OWNED.format(t='')}", self.params
                     )
-                    metrics.outbox_backlog.set(cur.fetchone()[0])
+                    counted = cur.fetchone()
+                    if counted is None:
+                        raise RuntimeError("SELECT count(*) returned no row")
+                    metrics.outbox_backlog.set(counted[0])
                     self._backlog_due = time.monotonic() + 5.0
             self._cleanup_pending = False
         except psycopg.OperationalError as exc:
@@ -183,7 +194,13 @@ def _commit(producer: Producer) -> None:
     producer.commit_transaction(60)
 
 
-def _produce(producer: Producer, topic: str, key, value, headers) -> None:
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: _KafkaHeaders | None,
+) -> None:
     while True:
         try:
             producer.produce(topic, value=value, key=key, headers=headers)

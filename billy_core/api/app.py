@@ -22,7 +22,7 @@ connection from the SQLAlchemy engine passed to `create_app` (its timeouts bound
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, Security
@@ -94,7 +94,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return ClientScope(tenant, client_id)
 
     Scope = Annotated[ClientScope, Depends(client_scope)]
-    errors = {
+    errors: dict[int | str, dict[str, Any]] = {
         401: {"model": models.Problem, "description": "Missing or unknown token"},
         404: {"model": models.Problem, "description": "No such client for this token"},
         503: {"model": models.Problem, "description": "PostgreSQL unavailable"},
@@ -172,8 +172,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     ) -> models.AppliedServicesPage:
         since_ms = reads.to_ms(since) if since is not None else None
         until_ms = reads.to_ms(until) if until is not None else None
-        if since_ms is not None and until_ms is not None and since_ms >= until_ms:
-            raise _query_error("from", "from: must be before to", since.isoformat())
+        if since is not None and since_ms is not None and until_ms is not None:
+            if since_ms >= until_ms:
+                raise _query_error("from", "from: must be before to", since.isoformat())
         if cursor is not None:
             try:
                 reads.decode_cursor(cursor)

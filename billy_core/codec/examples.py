@@ -51,7 +51,7 @@ def to_avro_json(schema: Any, datum: Any) -> Any:
 
 class _Converter:
     def __init__(self, schema: Any) -> None:
-        self.named: dict[str, dict] = {}
+        self.named: dict[str, dict[str, Any]] = {}
         self._collect(schema)
 
     def _collect(self, node: Any) -> None:
@@ -78,9 +78,9 @@ class _Converter:
     def _branch_name(node: Any) -> str:
         if isinstance(node, str):
             return node
-        if node.get("type") in ("record", "error", "enum", "fixed"):
-            return node["name"]
-        return node["type"] if isinstance(node["type"], str) else "?"
+        named = node.get("type") in ("record", "error", "enum", "fixed")
+        name = node["name"] if named else node["type"]
+        return name if isinstance(name, str) else "?"
 
     def read(self, node: Any, value: Any, where: str) -> Any:
         node = self._resolve(node)

@@ -16,7 +16,8 @@ Every `encode_*` raises EncodeError for a value its schema cannot carry.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from billy_core.codec import mapping
 from billy_core.codec.errors import CorruptBody, DecodeError, WrongSchema
@@ -40,6 +41,8 @@ __all__ = [
     "encode_result",
     "encode_wallet_snapshot",
 ]
+
+_T = TypeVar("_T")
 
 
 class Framing(Protocol):
@@ -82,7 +85,7 @@ class Codec:
     def decode_wallet_snapshot(self, data: bytes) -> WalletSnapshot:
         return self._decode(data, "WalletSnapshot", mapping.wallet_snapshot_from_avro)
 
-    def _decode(self, data: bytes, expected: str, from_avro: Any) -> Any:
+    def _decode(self, data: bytes, expected: str, from_avro: Callable[[dict[str, Any]], _T]) -> _T:
         name, datum = self.framing.decode(data)
         if name != expected:
             raise WrongSchema(expected, name)

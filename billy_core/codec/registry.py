@@ -117,7 +117,7 @@ class RegistryCodec:
         name, EncodeError or RegistryUnavailable (see the module docstring)."""
         serializer = self._serializers[record_name]
         try:
-            return serializer(datum, None)
+            encoded = serializer(datum, None)
         except self._sr.SchemaRegistryError as exc:
             if exc.http_status_code in (404, 409, 422):
                 # Not registered (auto-registration off), incompatible, invalid: our bug.
@@ -127,6 +127,10 @@ class RegistryCodec:
             raise EncodeError(f"{record_name}: {describe(exc)}") from exc
         except Exception as exc:  # transport errors of the HTTP client
             raise RegistryUnavailable(f"schema registry: {describe(exc)}") from exc
+        # AvroSerializer returns None only for a None datum, which `datum` never is.
+        if not isinstance(encoded, bytes):
+            raise EncodeError(f"{record_name}: the serializer returned {type(encoded).__name__}")
+        return encoded
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Return `(short record name, datum)`. timestamp-millis fields come back as aware

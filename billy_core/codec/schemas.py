@@ -74,9 +74,9 @@ class RecordSchema:
     fingerprint: bytes
     """CRC-64-AVRO of `canonical`: the 8 bytes exactly as they follow `C3 01` on the wire
     (little-endian)."""
-    parsed: dict
+    parsed: dict[str, Any]
     """fastavro-parsed `json`: timestamp-millis fields read as aware datetimes."""
-    parsed_plain: dict
+    parsed_plain: dict[str, Any]
     """fastavro-parsed `json` without logical types: timestamp-millis fields are read and
     written as int milliseconds. Same Parsing Canonical Form, fingerprint and bytes."""
 
@@ -158,7 +158,7 @@ def load_schemas(directory: Path | str) -> SchemaSet:
             f"schema directory {directory} not found (set {SCHEMAS_DIR_ENV} to the repository's "
             "schemas/ directory)"
         )
-    raw: dict[str, dict] = {}
+    raw: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
     for path in sorted(directory.glob("*.avsc")):
         doc = _read_json(path)
@@ -180,19 +180,23 @@ def load_schemas(directory: Path | str) -> SchemaSet:
     history_dir = directory / "history"
     if history_dir.is_dir():
         for record_dir in sorted(p for p in history_dir.iterdir() if p.is_dir()):
-            versions = []
+            numbered: list[tuple[int, RecordSchema]] = []
             for path in record_dir.iterdir():
                 m = _VERSION_FILE.match(path.name)
                 if m is None:
                     raise SchemaError(f"{path}: history files are named v<N>.avsc")
-                rec = _record(_read_json(path), version=int(m.group(1)), origin=path)
+                doc = _read_json(path)
+                if not isinstance(doc, dict):
+                    raise SchemaError(f"{path}: must hold one named type (a record)")
+                version = int(m.group(1))
+                rec = _record(doc, version=version, origin=path)
                 if rec.name != record_dir.name:
                     raise SchemaError(f"{path}: defines {rec.fullname}, not {record_dir.name}")
-                versions.append(rec)
-            versions.sort(key=lambda r: r.version)
-            if [r.version for r in versions] != list(range(1, len(versions) + 1)):
+                numbered.append((version, rec))
+            numbered.sort(key=lambda vr: vr[0])
+            if [v for v, _ in numbered] != list(range(1, len(numbered) + 1)):
                 raise SchemaError(f"{record_dir}: versions must be v1..vN without gaps")
-            history[record_dir.name] = tuple(versions)
+            history[record_dir.name] = tuple(r for _, r in numbered)
 
     by_fingerprint: dict[bytes, RecordSchema] = {}
     for versions in history.values():
@@ -208,7 +212,7 @@ def load_schemas(directory: Path | str) -> SchemaSet:
     )
 
 
-def self_contained(fullname: str, raw: Mapping[str, dict]) -> dict:
+def self_contained(fullname: str, raw: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The schema of `fullname` with every referenced named type inlined at its first use
     and referred to by full name afterwards (the shape the Avro spec's canonical form and
     Java's parser expect). All names are written fully qualified; "namespace" keys go.
@@ -254,17 +258,24 @@ def self_contained(fullname: str, raw: Mapping[str, dict]) -> dict:
             return {**node, "type": walk(kind, ns)}  # {"type": "billy.v1.Charge"} and the like
         return dict(node)
 
-    return walk(fullname, None)
+    out = walk(fullname, None)
+    if not isinstance(out, dict):
+        raise SchemaError(f"{fullname}: not a named type")
+    return out
 
 
-def _record(schema_json: dict, *, version: int | None, origin: Path) -> RecordSchema:
+def _record(schema_json: dict[str, Any], *, version: int | None, origin: Path) -> RecordSchema:
     try:
         canonical = to_parsing_canonical_form(schema_json)
         parsed = parse_schema(schema_json, named_schemas={})
         parsed_plain = parse_schema(_without_logical_types(schema_json), named_schemas={})
     except Exception as exc:  # fastavro raises several kinds for a bad schema
         raise SchemaError(f"{origin}: {exc}") from exc
-    fullname = parsed["name"]
+    if not isinstance(parsed, dict) or not isinstance(parsed_plain, dict):
+        raise SchemaError(f"{origin}: must hold one named type (a record)")
+    fullname = parsed.get("name")
+    if not isinstance(fullname, str):
+        raise SchemaError(f"{origin}: must hold one named type (a record)")
     return RecordSchema(
         name=fullname.rsplit(".", 1)[-1],
         fullname=fullname,

@@ -53,13 +53,13 @@ class SingleObjectCodec:
         schemas = schemas if schemas is not None else schema_set()
         # name (short and full) -> (header, parsed schema): built once, so the hot path does
         # no schema work at all.
-        self._writers: dict[str, tuple[bytes, dict]] = {}
+        self._writers: dict[str, tuple[bytes, dict[str, Any]]] = {}
         for rec in schemas.current.values():
             entry = (MAGIC + rec.fingerprint, rec.parsed)
             self._writers[rec.name] = entry
             self._writers[rec.fullname] = entry
         # fingerprint -> (short name, writer schema, reader schema or None when identical)
-        self._readers: dict[bytes, tuple[str, dict, dict | None]] = {}
+        self._readers: dict[bytes, tuple[str, dict[str, Any], dict[str, Any] | None]] = {}
         for fp, writer in schemas.by_fingerprint.items():
             current = schemas.current.get(writer.name)
             if current is None:
@@ -116,6 +116,8 @@ class SingleObjectCodec:
         left = len(data) - body.tell()
         if left:
             raise CorruptBody(f"{name}: {left} bytes after the record")
+        if not isinstance(datum, dict):  # a record schema always reads a dict
+            raise CorruptBody(f"{name}: decoded to {type(datum).__name__}, not a record")
         return name, datum
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 ADMIN_TENANT = "admin"
 _COMMANDS = re.compile(r"^(?P<prefix>[a-z0-9-]+)\.(?P<tenant>[a-z0-9-]+)\.commands$")
@@ -21,7 +22,7 @@ class TopicNames:
         self.dlq = f"{prefix}.dlq"
         self.relay_positions = f"{prefix}.internal.relay-positions"
 
-    def commands_pattern(self, tenants) -> str:
+    def commands_pattern(self, tenants: Iterable[str]) -> str:
         """The ledger's subscription: the configured tenants' command topics and the admin
         topic (librdkafka subscribes to a regex when the name starts with '^'). A commands
         topic of an unconfigured tenant is not read: billy has no results topic for it."""

@@ -270,14 +270,14 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
         )
 
 
-def _copy(cur: psycopg.Cursor, target: str, rows: list[tuple]) -> None:
+def _copy(cur: psycopg.Cursor, target: str, rows: Iterable[tuple[object, ...]]) -> None:
     with cur.copy(f"COPY {target} FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 
 
-def _columns(rows: Iterable[tuple], width: int) -> tuple[list, ...]:
-    columns: tuple[list, ...] = tuple([] for _ in range(width))
+def _columns(rows: Iterable[tuple[str, ...]], width: int) -> tuple[list[str], ...]:
+    columns: tuple[list[str], ...] = tuple([] for _ in range(width))
     for row in rows:
         for i in range(width):
             columns[i].append(row[i])
