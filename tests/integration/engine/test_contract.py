@@ -1,0 +1,264 @@
+"""The stream engine's contract, run against every handler (tests/integration/engine/cases.py).
+
+For each handler: a zombie writes nothing; a new owner resumes at the stored position after
+reassignment (a restart), whatever Kafka's committed offsets say; poison goes to the DLQ as an
+exact copy while the next record applies; a poison flood pauses only its partition; a
+PostgreSQL connection loss mid-batch and a broker restart lose and double nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from billy_core.errors import OffsetConflict
+from billy_core.kafka import config as kafka_config
+from billy_core.kafka.admin import ensure_topics
+from billy_core.kafka.partitioner import java_partition
+from billy_core.kafka.topics import TopicNames
+from billy_core.settings import Settings
+from billy_core.stream import Poison, Record, positions
+from billy_core.stream.apply_step import PartitionWork, apply_batch
+from tests.conftest import REPO
+from tests.integration.engine.cases import CASES, HandlerCase
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest) -> HandlerCase:
+    return request.param
+
+
+@pytest.fixture
+def world(stack, database_url) -> Iterator[Settings]:
+    """Fresh topics and group per test (the module's database is shared, effects are counted
+    per test by distinct ids)."""
+    prefix = f"e{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        kafka_bootstrap=stack["kafka"],
+        database_url=database_url,
+        topic_prefix=prefix,
+        tenants=("autoru",),
+        ledger_group=f"{prefix}-ledger",
+        topic_partitions_max=3,
+        batch_wait_ms=10,
+        dlq_window_min=20,
+        dlq_ratio_max=0.5,
+        retry_backoff_max_s=1.0,
+    )
+    ensure_topics(settings)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM processed_commands WHERE command_id LIKE 'reg-%%'")
+    yield settings
+
+
+class Running:
+    """An engine on a thread; `stop()` joins it and re-raises what killed it."""
+
+    def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.engine = engine
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.engine.run(self.stop_event)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "the engine did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def _produce(settings: Settings, topic: str, records, partition: int | None = None) -> None:
+    producer = Producer(kafka_config.plain_producer(settings, "engine-contract"))
+    for key, value in records:
+        kwargs = {} if partition is None else {"partition": partition}
+        producer.produce(topic, key=key, value=value, **kwargs)
+    assert producer.flush(30) == 0
+
+
+def _wait(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout_s} s")
+        time.sleep(0.2)
+
+
+def _effects(case: HandlerCase, settings: Settings) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        return case.effects(conn)
+
+
+def _stored(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT partition, next_offset FROM consumer_offsets"
+            " WHERE consumer_group = %s AND topic = %s",
+            (group, topic),
+        ).fetchall()
+    return {p: o for p, o in rows}
+
+
+def _outbox_dlq(settings: Settings, topics: TopicNames) -> list[tuple]:
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute(
+            "SELECT key, value, headers FROM outbox WHERE topic = %s AND deployment = %s",
+            (topics.dlq, topics.prefix),
+        ).fetchall()
+
+
+# --- the contract --------------------------------------------------------------------------
+
+
+def test_a_zombie_writes_nothing(case: HandlerCase, world: Settings) -> None:
+    """The old owner of a partition wakes after the new owner moved on: its batch is refused
+    by the position compare-and-set and not one effect is written."""
+    engine = case.build(world)
+    handler, topic = engine.handler, case.input_topic(TopicNames(world.topic_prefix))
+    records = [Record(topic, 0, i, 1_000 + i, *case.good(i)) for i in range(3)]
+    items = [handler.decode(r) for r in records]
+    assert not any(isinstance(i, Poison) for i in items)
+    deployment, dlq = world.topic_prefix, TopicNames(world.topic_prefix).dlq
+    with psycopg.connect(world.database_url) as new, psycopg.connect(world.database_url) as old:
+        assert positions.claim(new, handler.group, topic, 0).next_offset == 0
+        apply_batch(new, handler, deployment, dlq, PartitionWork(topic, 0, 0, 1, items[:2], ()))
+        before = _effects(case, world)
+        with pytest.raises(OffsetConflict):  # the old owner still believes the position is 0
+            apply_batch(old, handler, deployment, dlq, PartitionWork(topic, 0, 0, 1, items[:2], ()))
+        with pytest.raises(OffsetConflict):  # nor can it write past the new owner
+            apply_batch(old, handler, deployment, dlq, PartitionWork(topic, 0, 1, 2, items[2:], ()))
+        assert _effects(case, world) == before == 2
+        assert positions.claim(new, handler.group, topic, 0).next_offset == 2
+    engine.pool.close()
+
+
+def test_reassignment_resumes_at_the_stored_position(case: HandlerCase, world: Settings) -> None:
+    """A restarted engine (a new assignment) seeks to the positions in PostgreSQL, not to
+    Kafka's committed offsets: nothing is applied twice and nothing is skipped."""
+    topic = case.input_topic(TopicNames(world.topic_prefix))
+    first = Running(case.build(world))
+    _produce(world, topic, [case.good(i) for i in range(30)])
+    _wait(lambda: _effects(case, world) == 30, what="30 effects")
+    first.stop()
+    # Kafka's group offsets point at the start (the engine never commits them): irrelevant.
+    _produce(world, topic, [case.good(i) for i in range(30, 50)])
+    second = Running(case.build(world))
+    _wait(lambda: _effects(case, world) == 50, what="50 effects")
+    time.sleep(1.0)  # anything re-applied would show now
+    assert _effects(case, world) == 50
+    second.stop()
+    stored = _stored(world, first.engine.handler.group, topic)
+    assert sum(stored.values()) == 50  # one record per offset, positions at the ends
+
+
+def test_poison_goes_to_the_dlq_exactly_while_the_next_record_applies(
+    case: HandlerCase, world: Settings
+) -> None:
+    topics = TopicNames(world.topic_prefix)
+    topic = case.input_topic(topics)
+    key, value = case.poison(0)
+    producer = Producer(kafka_config.plain_producer(world, "engine-contract"))
+    producer.produce(
+        topic, key=key, value=value, headers=[("trace", b"t-1"), ("trace", b"t-2")], partition=0
+    )
+    producer.produce(topic, key=b"", value=None, partition=0)  # empty key, tombstone: kept as such
+    good_key, good_value = case.good(0)
+    producer.produce(topic, key=good_key, value=good_value, partition=0)
+    assert producer.flush(30) == 0
+    running = Running(case.build(world))
+    try:
+        _wait(lambda: _effects(case, world) == 1, what="the good record applied")
+        _wait(lambda: len(_outbox_dlq(world, topics)) == 2, what="two DLQ copies")
+    finally:
+        running.stop()
+    copies = {bytes(k) if k is not None else None: (v, h) for k, v, h in _outbox_dlq(world, topics)}
+    value_copy, headers = copies[key]
+    assert bytes(value_copy) == value
+    names = [n for n, _ in headers]
+    assert names[:2] == ["trace", "trace"]  # the original headers first, in order
+    assert {
+        "billy-dlq-reason",
+        "billy-source-topic",
+        "billy-source-partition",
+        "billy-source-offset",
+    } <= set(names)
+    tombstone_value, _ = copies[b""]
+    assert tombstone_value is None  # a null value stays null; the empty key stays empty
+
+
+def test_a_poison_flood_pauses_only_its_partition(case: HandlerCase, world: Settings) -> None:
+    topic = case.input_topic(TopicNames(world.topic_prefix))
+    flood = [case.poison(i) for i in range(60)]
+    _produce(world, topic, flood, partition=0)
+    group = case.build(world).handler.group
+    running = Running(case.build(world))
+    try:
+        # Good records on the other partitions keep flowing (keys chosen for partitions 1, 2).
+        good = [case.good(i) for i in range(200)]
+        elsewhere = [g for g in good if java_partition(g[0], 3) != 0][:20]
+        _produce(world, topic, elsewhere)
+        _wait(lambda: _effects(case, world) == len(elsewhere), what="other partitions applied")
+        time.sleep(1.0)
+        assert _stored(world, group, topic).get(0, 0) == 0  # the flood stays in Kafka
+        assert running.engine._parts[(topic, 0)].flooded
+    finally:
+        running.stop()
+
+
+def test_a_postgresql_connection_loss_mid_batch_loses_and_doubles_nothing(
+    case: HandlerCase, world: Settings
+) -> None:
+    """Every connection of the engine is killed (pg_terminate_backend) repeatedly while it
+    applies: batches roll back and are read again from the stored positions."""
+    topic = case.input_topic(TopicNames(world.topic_prefix))
+    running = Running(case.build(world))
+    dbname = world.database_url.rsplit("/", 1)[1]
+    try:
+        for round_ in range(5):
+            _produce(world, topic, [case.good(round_ * 100 + i) for i in range(100)])
+            time.sleep(0.05)
+            with psycopg.connect(world.database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                )
+        _wait(lambda: _effects(case, world) == 500, timeout_s=90, what="500 effects")
+        time.sleep(1.0)
+        assert _effects(case, world) == 500
+    finally:
+        running.stop()
+
+
+@pytest.mark.timeout(600)
+def test_a_broker_restart_loses_and_doubles_nothing(case: HandlerCase, world: Settings) -> None:
+    """The broker is killed (SIGKILL) and started again while records flow."""
+    topic = case.input_topic(TopicNames(world.topic_prefix))
+    running = Running(case.build(world))
+    try:
+        _produce(world, topic, [case.good(i) for i in range(100)])
+        _wait(lambda: _effects(case, world) == 100, what="100 effects before")
+        subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "kafka-kill"], check=True)
+        subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "kafka-up"], check=True)
+        _produce(world, topic, [case.good(i) for i in range(100, 200)])
+        _wait(lambda: _effects(case, world) == 200, timeout_s=180, what="200 effects after")
+        time.sleep(1.0)
+        assert _effects(case, world) == 200
+    finally:
+        running.stop()
