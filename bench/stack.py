@@ -84,6 +84,7 @@ class World:
             "BILLY_TENANTS": TENANT,
             "BILLY_LEDGER_GROUP": s.ledger_group,
             "BILLY_TOPIC_PARTITIONS_MAX": str(s.topic_partitions_max),
+            "BILLY_BALANCE_GATEWAY": "false",  # ledger benches run without Balance
         }
 
     def count_processed(self) -> int:

@@ -1,6 +1,7 @@
 """billy's roles: the one table the CLI, the demo and the tests start them from.
 
-    ledger   consumers.ledger   commands -> PostgreSQL ledger and outbox (stream engine)
+    ledger   consumers.ledger   commands, Balance outcomes -> PostgreSQL ledger and outbox
+    gateway  consumers.gateway  Balance requests -> Balance XML-RPC -> outcomes in the outbox
     relay    relay              outbox -> Kafka, exactly once
     sweeper  jobs.sweeper       expired holds -> ExpireHold commands
     api      billy_core.api     the HTTP read API and /metrics
@@ -20,7 +21,7 @@ from billy_core import limits, retry
 from billy_core.errors import TransientError
 from billy_core.settings import Settings
 
-ROLES = ("ledger", "relay", "sweeper", "api")
+ROLES = ("ledger", "gateway", "relay", "sweeper", "api")
 RoleTarget = Callable[[threading.Event], None]
 log = logging.getLogger("billy")
 
@@ -76,6 +77,10 @@ def role_target(settings: Settings, role: str) -> RoleTarget:
         from consumers.ledger import build
 
         return build(settings).run
+    if role == "gateway":
+        from consumers.gateway import build as build_gateway
+
+        return build_gateway(settings).run
     if role == "relay":
         from relay.publisher import Relay
 

@@ -27,14 +27,28 @@ class InvalidCommand(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RegisterClient:
+    """Creates the wallet at once, and the Balance client and its order through the gateway."""
+
     name: str
     email: str
     currency: str = "RUB"
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateClient:
+    """Change a registered client's name, email and phone in Balance (the same Balance client)."""
+
+    name: str
+    email: str
+    phone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UpsertPayer:
-    """A Balance "person". Applied by the Balance gateway (Balance issue); reserved here."""
+    """A Balance "person" (`PAYER_FIELDS` names what `fields` may hold). Applied by the Balance
+    gateway: `payer_id` None adds a payer under the command's id; a known id updates it, an
+    unknown one adds it under that id."""
 
     payer_id: str | None
     type: str  # "ph" individual or "ur" legal entity
@@ -43,30 +57,35 @@ class UpsertPayer:
 
 @dataclass(frozen=True, slots=True)
 class UpsertContract:
-    """A Balance contract, prepay or postpay. Applied by the Balance gateway; reserved here."""
+    """A Balance contract, prepay or postpay. Applied by the Balance gateway."""
 
     contract_id: str | None
     payer_id: str
     payment_type: str  # "prepay" or "postpay"
     credit_limit_minor: int | None
     currency: str
+    payment_term_days: int | None = None  # postpay: days to pay after the month (None: 15)
 
 
 @dataclass(frozen=True, slots=True)
 class RequestInvoice:
-    """A prepay invoice. Applied by the Balance gateway; reserved here."""
+    """A prepay invoice. Applied by the Balance gateway. `payer_id` "" and `contract_id` None
+    mean the client's remembered payer (the last upserted) and its prepay contract, if any."""
 
     amount_minor: int
     currency: str
     payer_id: str
+    contract_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TransferCredit:
-    """A postpay top-up from the credit limit. Applied by the Balance gateway; reserved here."""
+    """A postpay top-up from the credit limit. Applied by the Balance gateway; `contract_id`
+    None means the client's last postpay contract."""
 
     amount_minor: int
     currency: str
+    contract_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +157,34 @@ Body = (
     | Refund
     | Adjust
     | ExpireHold
+    | UpdateClient
 )
 
-BALANCE_BODIES = (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit)
-"""Bodies that need Balance; the ledger answers them once the Balance gateway exists."""
+BALANCE_BODIES = (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit, UpdateClient)
+"""Bodies only Balance can apply: the ledger records them as intents for the Balance gateway
+and answers them when Balance has answered (RegisterClient too, after creating the wallet)."""
+
+PAYER_FIELDS = {
+    "ph": frozenset({"lname", "fname", "mname", "phone", "email"}),
+    "ur": frozenset(
+        {
+            "name",
+            "longname",
+            "phone",
+            "email",
+            "legaladdress",
+            "postaddress",
+            "postcode",
+            "inn",
+            "kpp",
+            "bik",
+            "account",
+        }
+    ),
+}
+"""The payer fields billy passes to Balance, per payer type, as Balance names them."""
+PHONE_CHARS_MAX = 64
+PAYMENT_TERM_DAYS_MAX = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +240,19 @@ def validate(command: Command, *, admin: bool = False) -> None:
         )
     try:
         match body:
-            case RegisterClient():
+            case RegisterClient() | UpdateClient():
                 if not body.name or len(body.name) > NAME_LEN_MAX:
                     raise InvalidCommand(f"body.name: must be 1..{NAME_LEN_MAX} characters")
                 if "@" not in body.email or len(body.email) > NAME_LEN_MAX:
                     raise InvalidCommand("body.email: must be an e-mail address")
                 _check_text(body.name, "body.name")
                 _check_text(body.email, "body.email")
-                check_currency(body.currency, "body.currency")
+                if body.phone is not None:
+                    if not body.phone or len(body.phone) > PHONE_CHARS_MAX:
+                        raise InvalidCommand(f"body.phone: must be 1..{PHONE_CHARS_MAX} characters")
+                    _check_text(body.phone, "body.phone")
+                if isinstance(body, RegisterClient):
+                    check_currency(body.currency, "body.currency")
             case Charge():
                 _check_id(body.product_id, "body.product_id")
                 check_amount(body.amount_minor, "body.amount_minor")
@@ -240,12 +288,43 @@ def validate(command: Command, *, admin: bool = False) -> None:
             case RequestInvoice() | TransferCredit():
                 check_amount(body.amount_minor, "body.amount_minor")
                 check_currency(body.currency, "body.currency")
+                if isinstance(body, RequestInvoice) and body.payer_id:
+                    _check_id(body.payer_id, "body.payer_id")
+                if body.contract_id is not None:
+                    _check_id(body.contract_id, "body.contract_id")
             case UpsertPayer():
-                if body.type not in ("ph", "ur"):
+                if body.payer_id is not None:
+                    _check_id(body.payer_id, "body.payer_id")
+                if body.type not in PAYER_FIELDS:
                     raise InvalidCommand("body.type: must be 'ph' or 'ur'")
+                for name, value in body.fields.items():
+                    if name not in PAYER_FIELDS[body.type]:
+                        known = ", ".join(sorted(PAYER_FIELDS[body.type]))
+                        raise InvalidCommand(
+                            f"body.fields: {name[:32]!r} is not a field of a {body.type!r} payer"
+                            f" (known: {known})"
+                        )
+                    if not isinstance(value, str) or len(value) > NAME_LEN_MAX:
+                        raise InvalidCommand(
+                            f"body.fields.{name}: must be at most {NAME_LEN_MAX} characters"
+                        )
+                    _check_text(value, f"body.fields.{name}")
             case UpsertContract():
+                if body.contract_id is not None:
+                    _check_id(body.contract_id, "body.contract_id")
+                _check_id(body.payer_id, "body.payer_id")
                 if body.payment_type not in ("prepay", "postpay"):
                     raise InvalidCommand("body.payment_type: must be 'prepay' or 'postpay'")
                 check_currency(body.currency, "body.currency")
+                if body.payment_type == "prepay" and body.credit_limit_minor is not None:
+                    raise InvalidCommand("body.credit_limit_minor: only a postpay contract has one")
+                if body.credit_limit_minor is not None:
+                    check_amount(body.credit_limit_minor, "body.credit_limit_minor")
+                if body.payment_term_days is not None and not (
+                    1 <= body.payment_term_days <= PAYMENT_TERM_DAYS_MAX
+                ):
+                    raise InvalidCommand(
+                        f"body.payment_term_days: must be 1..{PAYMENT_TERM_DAYS_MAX}"
+                    )
     except MoneyError as exc:
         raise InvalidCommand(str(exc)) from None

@@ -1,8 +1,7 @@
 """Every Prometheus metric billy exports: a closed set, defined here and nowhere else.
 
-Labels are bounded: tenant, topics, topic kinds, command kinds, codes, roles. (Balance calls
-by method and outcome arrive with the Balance gateway.) Never a
-client id, command id, name or email.
+Labels are bounded: tenant, topics, topic kinds, command kinds, codes, roles, Balance methods
+and call outcomes. Never a client id, command id, name or email.
 
 | name | type | labels | meaning |
 | --- | --- | --- | --- |
@@ -21,6 +20,9 @@ client id, command id, name or email.
 | billy_hold_expiries_total | counter | | ExpireHold commands sent by the sweeper |
 | billy_misrouted_records_total | counter | role | records off their key's partition |
 | billy_partitions_paused_total | counter | role | partitions paused by the poison cap |
+| billy_balance_calls_total | counter | method, outcome | Balance calls by outcome (transport) |
+| billy_balance_call_seconds | histogram | method | one Balance call, sent to answered (or failed) |
+| billy_balance_requests_total | counter | kind, code | Balance commands the gateway finished |
 """
 
 from __future__ import annotations
@@ -61,4 +63,18 @@ misrouted_records = Counter(
 )
 partitions_paused = Counter(
     "billy_partitions_paused_total", "Partitions paused by the poison cap", ["role"]
+)
+balance_calls = Counter(
+    "billy_balance_calls_total", "Balance calls by method and outcome", ["method", "outcome"]
+)
+balance_call_seconds = Histogram(
+    "billy_balance_call_seconds",
+    "One Balance call",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+balance_requests = Counter(
+    "billy_balance_requests_total",
+    "Balance-bound commands finished by the gateway",
+    ["kind", "code"],
 )

@@ -35,8 +35,16 @@ class Code(StrEnum):
     EXCEEDS_REFUNDABLE = "exceeds_refundable"  # refund more than is left
     INSUFFICIENT_FUNDS = "insufficient_funds"
     BALANCE_OVERFLOW = "balance_overflow"  # a balance would pass 2^63-1 minor units
-    UNSUPPORTED = "unsupported"  # a Balance-bound command before the Balance gateway exists
-    BALANCE_ERROR = "balance_error"  # Balance failed for good (Balance gateway)
+    UNSUPPORTED = "unsupported"  # no longer returned (Balance-bound commands before the gateway)
+    # Balance-bound commands, answered when Balance has answered (consumers/gateway):
+    # Balance refused (details balance_code, balance_message, balance_field) or stayed
+    # unreachable past the gateway's deadline. (A RegisterClient whose Balance part failed is
+    # APPLIED ok, details balance_status=failed: the wallet exists; UpdateClient retries.)
+    BALANCE_ERROR = "balance_error"
+    PAYER_NOT_FOUND = "payer_not_found"  # no payer with this id (or none at all) for the client
+    CONTRACT_NOT_FOUND = "contract_not_found"  # no such contract, or none of the needed type
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"  # TransferCredit above the limit left
+    # (details limit_left_minor)
 
 
 @dataclass(frozen=True, slots=True)

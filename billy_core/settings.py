@@ -124,6 +124,35 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, description="How long an open breaker refuses before one trial call"
     )
 
+    # --- balance gateway ------------------------------------------------------------------------
+    balance_gateway: bool = Field(
+        True,
+        description="Balance-bound commands go through the gateway (false: billy without"
+        " Balance: RegisterClient answered at once, the others REJECTED unsupported)",
+    )
+    gateway_group_name: str | None = Field(
+        None, description="The gateway's consumer group (default: <topic_prefix>-gateway)"
+    )
+    gateway_workers: int = Field(
+        4, ge=1, le=64, description="Clients whose Balance requests are performed side by side"
+    )
+    gateway_call_attempts_max: int = Field(
+        8, ge=1, le=100, description="Attempts of one Balance call before the request waits"
+    )
+    gateway_retry_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait before a waiting request is tried again"
+    )
+    gateway_deadline_s: float = Field(
+        3600.0, gt=0, description="After this long unreachable, a request is answered balance_error"
+    )
+    gateway_idle_s: float = Field(
+        0.1, gt=0, le=10, description="How often an idle performer looks for new requests"
+    )
+
+    @property
+    def gateway_group(self) -> str:
+        return self.gateway_group_name or f"{self.topic_prefix}-gateway"
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _split_tenants(cls, value: object) -> object:

@@ -117,6 +117,7 @@ def settings(stack, database_url) -> Settings:
         batch_wait_ms=10,
         hold_sweep_interval_s=0.5,
         dlq_window_min=50,
+        balance_gateway=False,  # no Balance here; tests/integration/test_gateway* turn it on
     )
 
 

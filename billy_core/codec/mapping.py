@@ -107,7 +107,7 @@ def _n(name: str, attr: str | None = None) -> tuple[str, str, bool]:  # a long (
     return (name, attr or name, True)
 
 
-_body(c.RegisterClient, _s("name"), _s("email"), _s("currency"))
+_body(c.RegisterClient, _s("name"), _s("email"), _s("currency"), _s("phone"))
 _body(c.UpsertPayer, _s("payer_id"), _s("type"), _s("fields"))
 _body(
     c.UpsertContract,
@@ -116,9 +116,10 @@ _body(
     _s("payment_type"),
     _n("credit_limit_minor"),
     _s("currency"),
+    _n("payment_term_days"),
 )
-_body(c.RequestInvoice, _n("amount_minor"), _s("currency"), _s("payer_id"))
-_body(c.TransferCredit, _n("amount_minor"), _s("currency"))
+_body(c.RequestInvoice, _n("amount_minor"), _s("currency"), _s("payer_id"), _s("contract_id"))
+_body(c.TransferCredit, _n("amount_minor"), _s("currency"), _s("contract_id"))
 _body(c.Charge, _s("product_id"), _n("amount_minor"), _s("currency"))
 _body(
     c.Hold,
@@ -133,6 +134,7 @@ _body(c.ReleaseHold, _s("hold_id"))
 _body(c.Refund, _s("charge_command_id"), _n("amount_minor"))
 _body(c.Adjust, _n("amount_minor"), _s("currency"), _s("reason"), _s("operator"))
 _body(c.ExpireHold, _s("hold_id"))
+_body(c.UpdateClient, _s("name"), _s("email"), _s("phone"))
 
 # The timestamp-millis fields among the longs: read may hand them over as datetimes.
 _TIMESTAMPS = frozenset({"expires_at"})

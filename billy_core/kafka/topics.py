@@ -21,6 +21,9 @@ class TopicNames:
         self.admin_results = f"{prefix}.admin.results"
         self.dlq = f"{prefix}.dlq"
         self.relay_positions = f"{prefix}.internal.relay-positions"
+        # Balance: the ledger's intents to the gateway, the gateway's outcomes to the ledger.
+        self.balance_requests = f"{prefix}.internal.balance-requests"
+        self.internal_events = f"{prefix}.internal.events"
 
     def commands_pattern(self, tenants: Iterable[str]) -> str:
         """The ledger's subscription: the configured tenants' command topics and the admin

@@ -19,12 +19,14 @@ Precedence: a command gets the first outcome of this list that applies.
    `Duplicate` (the shell answers the stored result); another -> REJECTED
    `idempotency_conflict`, not remembered.
 3. RegisterClient: the wallet exists -> REJECTED `client_exists`; else the wallet is
-   created in the body's currency (version 1, `new_wallet`), APPLIED `ok`, no transfers.
+   created in the body's currency (version 1, `new_wallet`), no transfers, and the decision
+   is `pending` (APPLIED `ok` so far): Balance still has to register the client.
 4. Any other body and no wallet -> REJECTED `unknown_client`.
-5. A Balance-bound body (`BALANCE_BODIES`) -> REJECTED `unsupported` (needs the Balance
-   gateway).
-6. Charge, Hold, Adjust in another currency than the wallet's -> REJECTED
-   `currency_mismatch`.
+5. Charge, Hold, Adjust, RequestInvoice, TransferCredit in another currency than the
+   wallet's -> REJECTED `currency_mismatch`.
+6. A Balance-bound body (`BALANCE_BODIES`) -> `pending` (APPLIED `ok` so far, nothing
+   changed): the shell records an intent for the Balance gateway, publishes no result now,
+   and answers when the gateway's outcome comes back (consumers/ledger/balance_intents.py).
 7. Adjust: positive: `balance_overflow` if available would pass `BALANCE_MINOR_MAX`, else
    adjustments -> available. Negative: `insufficient_funds` if available - |amount| <
    -overdraft_limit; else available -> adjustments.
@@ -69,6 +71,8 @@ from billy_core.commands import (
     Refund,
     RegisterClient,
     ReleaseHold,
+    RequestInvoice,
+    TransferCredit,
     expire_command_id,
 )
 from billy_core.idempotency import payload_hash
@@ -181,6 +185,10 @@ def _rejected(code: Code, message: str, **details: str) -> Decision:
     return Decision(Status.REJECTED, code, message, details=details)
 
 
+def _pending(message: str) -> Decision:
+    return Decision(Status.APPLIED, Code.OK, message, pending=True)
+
+
 def _applied(
     message: str,
     transfers: tuple[Transfer, ...],
@@ -198,17 +206,20 @@ def _decide(state: ClientState, command: Command, record_ts_ms: int) -> Decision
             return _rejected(Code.CLIENT_EXISTS, "the client is already registered")
         state.wallet = Wallet(state.tenant, state.client_id, body.currency, version=1)
         state.new_wallet = True
-        return _applied("client registered", ())
+        return _pending("wallet created; registering in Balance")
     if wallet is None:
         return _rejected(Code.UNKNOWN_CLIENT, "the client is not registered")
-    if isinstance(body, BALANCE_BODIES):
-        return _rejected(Code.UNSUPPORTED, "needs the Balance gateway")
-    if isinstance(body, (Charge, Hold, Adjust)) and body.currency != wallet.currency:
+    if (
+        isinstance(body, (Charge, Hold, Adjust, RequestInvoice, TransferCredit))
+        and body.currency != wallet.currency
+    ):
         return _rejected(
             Code.CURRENCY_MISMATCH,
             f"the wallet is in {wallet.currency}",
             wallet_currency=wallet.currency,
         )
+    if isinstance(body, BALANCE_BODIES):
+        return _pending("waiting for Balance")
     match body:
         case Adjust():
             return _adjust(state, wallet, body)

@@ -50,3 +50,6 @@ class Decision:
     transfers: tuple[Transfer, ...] = ()
     applied: tuple[AppliedLine, ...] = ()
     details: dict[str, str] = field(default_factory=dict)
+    # Only Balance can finish the command: the shell records an intent for the Balance
+    # gateway and publishes no result yet (status APPLIED, code ok: what billy did so far).
+    pending: bool = False

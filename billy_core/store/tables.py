@@ -230,3 +230,137 @@ adjustments = Table(
     PrimaryKeyConstraint("tenant", "client_id", "command_id"),
     CheckConstraint("amount_minor <> 0", name="adjustment_not_zero"),
 )
+
+
+# --- Balance (migration 0005) ----------------------------------------------------------------
+# Ledger side: a Balance-bound command waiting for the gateway's outcome (its idempotency
+# record until then: a resend while pending is remembered in `resends` and answered with the
+# result when it comes), and what Balance made for each client (the read API shows it).
+balance_pending = Table(
+    "balance_pending",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("payload_hash", LargeBinary, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source_topic", Text, nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    # Resends seen while pending: [[topic, partition, offset], ...], answered as duplicates.
+    Column("resends", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _now(),
+    PrimaryKeyConstraint("tenant", "command_id"),
+)
+
+balance_accounts = Table(
+    "balance_accounts",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("balance_client_id", BigInteger),
+    Column("service_order_id", BigInteger),
+    Column("status", Text, nullable=False),  # registered | failed
+    # billy payer id -> {person_id, kind}; billy contract id -> {balance_contract_id, ...}
+    Column("payers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("contracts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id"),
+)
+
+balance_invoices = Table(
+    "balance_invoices",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("invoice_id", BigInteger, nullable=False),
+    Column("request_id", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),  # prepay | credit
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("payer_id", Text, nullable=False),
+    Column("contract_id", Text),
+    Column("payment_link", Text),
+    Column("status", Text, nullable=False),  # unpaid | paid | credited
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
+    CheckConstraint("amount_minor > 0", name="invoice_amount_positive"),
+)
+
+# Gateway side: every request it recorded (exactly once, from the engine) and how far the
+# performer got: `progress` holds the Balance ids found or created so far and the intent
+# markers written before each call that creates something.
+balance_requests = Table(
+    "balance_requests",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("progress", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("first_attempt_at", DateTime(timezone=True)),
+    Column("outcome_code", Text),
+    _now(),
+    Column("done_at", DateTime(timezone=True)),
+    CheckConstraint("state IN ('pending', 'done')", name="balance_request_state_known"),
+)
+Index(
+    "balance_requests_by_command",
+    balance_requests.c.tenant,
+    balance_requests.c.command_id,
+    unique=True,
+)
+Index(
+    "balance_requests_pending",
+    balance_requests.c.tenant,
+    balance_requests.c.client_id,
+    balance_requests.c.id,
+    postgresql_where=text("state = 'pending'"),
+)
+
+# The gateway's own view of each client in Balance (what the next request builds on).
+gateway_clients = Table(
+    "gateway_clients",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("balance_client_id", BigInteger),
+    Column("service_order_id", BigInteger),
+    Column("order_synced", Boolean, nullable=False, server_default=text("false")),
+    Column("payers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("contracts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("default_payer", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id"),
+)
+
+# Every Balance object billy made or adopted, once: a look after an unclear call adopts only
+# objects nobody claimed, so one object never serves two commands.
+balance_claims = Table(
+    "balance_claims",
+    metadata,
+    Column("kind", Text, nullable=False),  # client | order | person | contract | request | invoice
+    Column("balance_id", BigInteger, nullable=False),
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("command_id", Text, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("kind", "balance_id"),
+)
+
+# The gateway's outbox shards (`<prefix>.gateway/<n>`): the last seq used, locked while a
+# request's outcome is written, so a shard's rows commit in seq order.
+gateway_outbox_shards = Table(
+    "gateway_outbox_shards",
+    metadata,
+    Column("shard", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("shard"),
+)

@@ -10,13 +10,19 @@ from __future__ import annotations
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.stream.engine import Engine
+from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded
 from consumers.ledger.handler import LedgerHandler
 
 
-def build(settings: Settings) -> Engine[Decoded]:
+def build(settings: Settings) -> Engine[Decoded | OutcomeItem]:
     topics = TopicNames(settings.topic_prefix)
-    handler = LedgerHandler(topics, frozenset(settings.tenants), settings.ledger_group)
+    handler = LedgerHandler(
+        topics,
+        frozenset(settings.tenants),
+        settings.ledger_group,
+        balance_gateway=settings.balance_gateway,
+    )
     return Engine(
         settings,
         handler,

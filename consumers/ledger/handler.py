@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import psycopg
 
@@ -47,6 +48,8 @@ from billy_core.limits import MESSAGE_CHARS_MAX
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
 from billy_core.stream import Batch, Outbox, Poison, Record, Summary
+from consumers.ledger import balance_intents
+from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded, decode
 
 
@@ -59,15 +62,26 @@ class LedgerHandler:
 
     name = "ledger"
 
-    def __init__(self, topics: TopicNames, tenants: frozenset[str], group: str) -> None:
+    def __init__(
+        self,
+        topics: TopicNames,
+        tenants: frozenset[str],
+        group: str,
+        *,
+        balance_gateway: bool = True,
+    ) -> None:
         self.topics = topics
         self.tenants = tenants
         self.group = group
+        self.balance_gateway = balance_gateway  # False: no Balance (balance_intents doc)
 
     def subscription(self) -> list[str]:
-        return [self.topics.commands_pattern(self.tenants)]
+        # Balance outcomes from the gateway come back on the internal events topic.
+        return [self.topics.commands_pattern(self.tenants), self.topics.internal_events]
 
-    def decode(self, record: Record) -> Decoded | Poison:
+    def decode(self, record: Record) -> Decoded | OutcomeItem | Poison:
+        if record.topic == self.topics.internal_events:
+            return balance_intents.decode_outcome_record(record)
         return decode(record, self.topics, self.tenants)
 
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
@@ -100,22 +114,36 @@ class LedgerHandler:
 
     def observe(self, topic: str, summary: Summary) -> None:
         tenant = self.topics.tenant_of(topic) or "?"
+        if topic == self.topics.internal_events:  # Balance outcomes: ("<tenant>/<kind>", code)
+            for where, code in summary.outcomes:
+                tenant, _, kind = where.partition("/")
+                metrics.commands.labels(tenant, kind, code).inc()
+            return
         for kind, code in summary.outcomes:
             metrics.commands.labels(tenant, kind, code).inc()
         if summary.duplicates:
             metrics.duplicates.labels(tenant).inc(summary.duplicates)
 
-    def apply(self, cur: psycopg.Cursor, batch: Batch[Decoded], outbox: Outbox) -> Summary:
-        fresh = batch.items
+    def apply(
+        self, cur: psycopg.Cursor, batch: Batch[Decoded | OutcomeItem], outbox: Outbox
+    ) -> Summary:
+        if batch.topic == self.topics.internal_events:  # one topic per batch: outcomes only
+            return balance_intents.apply_outcomes(
+                cur, cast(Batch[OutcomeItem], batch), outbox, self.topics
+            )
+        fresh = cast(Sequence[Decoded], batch.items)
         processed = store.load_processed(cur, _idempotency_keys(fresh))
+        processed.update(balance_intents.load_pending(cur, _idempotency_keys(fresh)))
         states = store.load_states(cur, *_references(fresh))
         loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
         loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
         rows = _Batch(self.topics, outbox)
+        rows.intents.enabled = self.balance_gateway
         for item in fresh:
             rows.command(item, processed, states)
         rows.snapshots(states, loaded_holds, loaded_charges)
         store.write(cur, rows.writes)
+        rows.intents.write(cur)
         # Postcondition, on in production: every changed wallet's held balance is the sum
         # of its open holds. A breach raises InvariantViolation: nothing commits.
         totals = store.open_hold_totals(cur, rows.changed)
@@ -182,6 +210,7 @@ class _Batch:
         self.results = self.duplicates = 0
         self.by_kind: list[tuple[str, str]] = []
         self.now_ms = _now_ms()
+        self.intents = balance_intents.Intents(topics, outbox)
 
     def _publish_result(self, d: Decoded, result_bytes: bytes, event_id: str) -> None:
         topic = self.topics.admin_results if d.admin else self.topics.results(d.tenant)
@@ -234,12 +263,20 @@ class _Batch:
         if isinstance(decision, Duplicate):
             assert prior is not None
             self.duplicates += 1
+            if balance_intents.is_pending(prior):  # answered with the outcome, not now
+                self.intents.resend(d.tenant, command.command_id, r)
+                return
             stored = decode_result(prior[1])
             replayed = encode_result(dataclasses.replace(stored, duplicate=True))
             self._publish_result(d, replayed, event_id)
             return
         if state.wallet is not None and state.wallet.version != version_before:
             self.changed[(d.tenant, command.client_id)] = None
+        if decision.pending:  # Balance-bound: an intent now, the result with its outcome
+            if self.intents.enabled:
+                self.seen[id_key] = self.intents.add(d.tenant, r, command, state, self.writes)
+                return
+            decision = balance_intents.without_gateway(command, decision)
         self.by_kind.append((command.kind, decision.code.value))
         result_bytes = self._result(command, state, decision)
         self._publish_result(d, result_bytes, event_id)

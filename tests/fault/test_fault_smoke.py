@@ -155,6 +155,7 @@ def test_fault_profile(stack, database_url):
         "BILLY_LEDGER_GROUP": f"{prefix}-ledger",
         "BILLY_TOPIC_PARTITIONS_MAX": "6",
         "BILLY_HOLD_SWEEP_INTERVAL_S": "1",
+        "BILLY_BALANCE_GATEWAY": "false",  # no Balance in this profile (test_fault_gateway has it)
     }
     settings = Settings(
         **{k[6:].lower(): v for k, v in env.items() if k != "BILLY_TENANTS"}, tenants=TENANTS

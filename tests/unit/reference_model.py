@@ -187,10 +187,13 @@ class ReferenceModel:
             return Code.OK, []
         if currency is None:
             return Code.UNKNOWN_CLIENT, []
-        if type(body) in (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit):
-            return Code.UNSUPPORTED, []
-        if type(body) in (Charge, Hold, Adjust) and body.currency != currency:
+        if (
+            type(body) in (Charge, Hold, Adjust, RequestInvoice, TransferCredit)
+            and body.currency != currency
+        ):
             return Code.CURRENCY_MISMATCH, []
+        if type(body) in (UpsertPayer, UpsertContract, RequestInvoice, TransferCredit):
+            return Code.OK, []  # pending: Balance decides later; nothing changes now
 
         available, _ = self.balances(tenant, client_id)
         floor = -self.overdraft.get((tenant, client_id), 0)

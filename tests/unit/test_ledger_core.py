@@ -140,9 +140,29 @@ def test_any_other_body_without_wallet_is_unknown_client(body):
 
 
 @pytest.mark.parametrize("body", EVERY_OTHER_BODY[-4:], ids=lambda b: type(b).__name__)
-def test_balance_bound_bodies_are_unsupported(body):
-    decision = rejected_unchanged(client(), body, Code.UNSUPPORTED)
-    assert "Balance gateway" in decision.message
+def test_balance_bound_bodies_are_pending_and_change_nothing(body):
+    state = client()
+    before = (state.wallet.available_minor, state.wallet.held_minor, state.wallet.version)
+    decision = decide(state, Command("cmd-b", C, NOW, body), NOW)
+    assert (decision.status, decision.code, decision.pending) == (Status.APPLIED, Code.OK, True)
+    assert decision.transfers == () and decision.applied == ()
+    assert (state.wallet.available_minor, state.wallet.held_minor, state.wallet.version) == before
+
+
+def test_register_client_creates_the_wallet_and_is_pending():
+    state = ClientState(T, C)
+    decision = decide(state, Command("cmd-r", C, NOW, RegisterClient("Ivan", "i@x.ru")), NOW)
+    assert (decision.status, decision.code, decision.pending) == (Status.APPLIED, Code.OK, True)
+    assert state.wallet is not None and state.wallet.version == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [RequestInvoice(100, "USD", "p1"), TransferCredit(100, "USD")],
+    ids=lambda b: type(b).__name__,
+)
+def test_balance_bound_money_in_another_currency_is_currency_mismatch(body):
+    rejected_unchanged(client(), body, Code.CURRENCY_MISMATCH)
 
 
 @pytest.mark.parametrize(

@@ -122,9 +122,9 @@ def test_table_check_can_fail() -> None:
         "billy_outbox_backlog: defined, but no row in the table"
     ]
 
-    extra = {**good, "billy_balance_calls_total": ("counter", ("method", "outcome"))}
+    extra = {**good, "billy_not_a_metric_total": ("counter", ("method", "outcome"))}
     assert contract_mismatches(extra, defined) == [
-        "billy_balance_calls_total: a row in the table, but no such metric"
+        "billy_not_a_metric_total: a row in the table, but no such metric"
     ]
 
     # A counter named without `_total` is still exposed (and tabled) with it.

@@ -33,7 +33,7 @@ DIR = SCHEMAS.directory
 RECORDS = [
     "RegisterClient", "UpsertPayer", "UpsertContract", "RequestInvoice", "TransferCredit",
     "Charge", "Hold", "ConfirmHold", "ReleaseHold", "Refund", "Adjust", "ExpireHold",
-    "Command", "Result", "AppliedService", "WalletSnapshot",
+    "UpdateClient", "Command", "Result", "AppliedService", "WalletSnapshot",
 ]  # fmt: skip
 TOP_LEVEL = ["Command", "Result", "AppliedService", "WalletSnapshot"]
 
@@ -369,7 +369,7 @@ def test_a_compatible_change_passes_once_frozen_and_old_bytes_still_decode(tmp_p
     written = compat.freeze_history(changed)
     assert sorted(p.relative_to(d).as_posix() for p in written) == [
         "history/Charge/v2.avsc",
-        "history/Command/v3.avsc",
+        "history/Command/v4.avsc",
     ]
     frozen = load_schemas(d)
     assert compat.check_all(frozen) == []
@@ -461,6 +461,8 @@ def test_every_topic_of_the_design_is_described():
         "billy.admin.results",  # results of admin commands (billy_core.kafka.topics)
         "billy.dlq",
         "billy.internal.relay-positions",
+        "billy.internal.balance-requests",  # the ledger's Balance intents, to the gateway
+        "billy.internal.events",  # the gateway's Balance outcomes, to the ledger
     }
 
 
