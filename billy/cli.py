@@ -6,6 +6,8 @@
     billy topics                                   create topics from schemas/topics (idempotent)
     billy wallet TENANT CLIENT                     a wallet and its open holds
     billy applied-services TENANT CLIENT [--from ISO --to ISO] [--limit N]
+    billy adjustments TENANT CLIENT                the billing team's corrections (audit)
+    billy balance TENANT CLIENT                    Balance ids, payers, contracts, invoices
     billy demo                                     a few clients funded, charged, held, refunded
 
 Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or settings (the field named).
@@ -117,6 +119,26 @@ def wallet(ctx: _Context, tenant: str, client: str) -> None:
     from billy_core import reads
 
     raise SystemExit(reads.print_wallet(ctx.settings, tenant, client))
+
+
+@main.command(help="Show what Balance holds for a client: ids, payers, contracts, invoices.")
+@click.argument("tenant")
+@click.argument("client")
+@pass_context
+def balance(ctx: _Context, tenant: str, client: str) -> None:
+    from billy_core import reads
+
+    raise SystemExit(reads.print_balance(ctx.settings, tenant, client))
+
+
+@main.command(help="List a client's corrections by the billing team (operator, reason).")
+@click.argument("tenant")
+@click.argument("client")
+@pass_context
+def adjustments(ctx: _Context, tenant: str, client: str) -> None:
+    from billy_core import reads
+
+    raise SystemExit(reads.print_adjustments(ctx.settings, tenant, client))
 
 
 @main.command(name="applied-services", help="List a client's applied services.")
