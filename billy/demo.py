@@ -37,6 +37,7 @@ def own_world(settings: Settings, prefix: str) -> Iterator[Settings]:
     from confluent_kafka.admin import AdminClient
 
     from billy_core.kafka import config as kafka_config
+    from billy_core.kafka.logs import KAFKA_LOG
 
     base, _, _ = settings.database_url.rpartition("/")
     database = f"billy_{prefix}"
@@ -48,7 +49,7 @@ def own_world(settings: Settings, prefix: str) -> Iterator[Settings]:
     try:
         yield world
     finally:
-        admin = AdminClient(kafka_config.admin(settings))
+        admin = AdminClient(kafka_config.admin(settings), logger=KAFKA_LOG)
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{prefix}.")]
         for future in admin.delete_topics(topics).values() if topics else ():
             future.result(timeout=30)

@@ -30,10 +30,10 @@ class StartupError(Exception):
     """A dependency did not answer within the start-up wait; the message names the setting."""
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings, wait_s: float = limits.STARTUP_WAIT_S) -> None:
     """Choose the codec framing, migrate the database (once, under a lock) and create
-    missing topics. Waits up to `limits.STARTUP_WAIT_S` for PostgreSQL and Kafka, then
-    raises StartupError naming the setting that points at the silent one."""
+    missing topics. Waits up to `wait_s` for PostgreSQL and Kafka, then raises
+    StartupError naming the setting that points at the silent one."""
     import sqlalchemy.exc
     from confluent_kafka import KafkaException
 
@@ -60,14 +60,12 @@ def prepare(settings: Settings) -> None:
         (topics, "BILLY_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
     ):
         try:
-            for attempt in retry.transient(
-                "startup", f"reaching {setting}", deadline_s=limits.STARTUP_WAIT_S
-            ):
+            for attempt in retry.transient("startup", f"reaching {setting}", deadline_s=wait_s):
                 with attempt:
                     step()
         except TransientError as exc:
             raise StartupError(
-                f"cannot reach {setting}={value} within {limits.STARTUP_WAIT_S:.0f} s: {exc}"
+                f"cannot reach {setting}={value} within {wait_s:.0f} s: {exc}"
             ) from None
 
 

@@ -20,6 +20,7 @@ from billy_core import metrics, retry
 from billy_core.codec import encode_command
 from billy_core.commands import Command, ExpireHold, expire_command_id
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 
@@ -39,7 +40,7 @@ class HoldSweeper:
         # ExpireHold lands on the partition of the client's own commands.
         producer = Producer(
             kafka_config.plain_producer(self.settings, "billy-sweeper"),
-            logger=logging.getLogger("billy.kafka"),
+            logger=KAFKA_LOG,
         )
         conn: psycopg.Connection | None = None
         try:

@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from billy_core.errors import TransientError
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.settings import Settings
 
 
@@ -57,7 +58,7 @@ def _decode(message: Message) -> int:
 def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> None:
     """Block until each partition's last stable offset reaches its high watermark as sampled
     now: every transaction that wrote there before this call is committed or aborted."""
-    admin = AdminClient(kafka_config.admin(settings))
+    admin = AdminClient(kafka_config.admin(settings), logger=KAFKA_LOG)
     metadata = admin.list_topics(topic, timeout=timeout_s).topics[topic]
     if metadata.error is not None:
         raise TransientError(f"{topic}: {metadata.error}")
@@ -100,7 +101,8 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[st
         {
             **kafka_config.reader(settings, group_id="billy-relay-positions-reader"),
             "enable.partition.eof": True,
-        }
+        },
+        logger=KAFKA_LOG,
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaException, Producer
 
 from billy_core import metrics, retry
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.stream.outbox import decode_headers
@@ -82,7 +83,7 @@ class Relay:
         transactional_id = f"{self.topics.prefix}-relay-{self.settings.relay_instance}"
         producer = Producer(
             kafka_config.transactional_producer(self.settings, transactional_id),
-            logger=logging.getLogger("billy.kafka"),
+            logger=KAFKA_LOG,
         )
         # Fences any older relay with this id and aborts its open transaction.
         producer.init_transactions(60)

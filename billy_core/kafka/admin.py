@@ -18,6 +18,7 @@ from confluent_kafka.cimpl import NewTopic  # defined here; confluent_kafka.admi
 
 from billy_core.codec.schemas import schemas_dir
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.settings import Settings
 
 TOPICS_DIR = schemas_dir() / "topics"  # the repository's, or the installed wheel's copy
@@ -63,7 +64,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     Raises KafkaException when the broker refuses for another reason than "exists".
     """
-    admin = AdminClient(kafka_config.admin(settings))
+    admin = AdminClient(kafka_config.admin(settings), logger=KAFKA_LOG)
     specs = topic_specs(settings)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [s for s in specs if s.name not in existing]

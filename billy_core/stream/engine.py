@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from billy_core import db, limits, metrics, retry
 from billy_core.errors import OffsetConflict, PermanentDatabaseError, TransientError
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.partitioner import java_partition
 from billy_core.settings import Settings
 from billy_core.stream import positions
@@ -87,7 +88,7 @@ class Engine(Generic[Item]):
     def run(self, stop: threading.Event) -> None:
         config = {**kafka_config.ledger_consumer(self.settings), "group.id": self.handler.group}
         config["client.id"] = f"billy-{self.handler.name}"
-        consumer = Consumer(config, logger=logging.getLogger("billy.kafka"))
+        consumer = Consumer(config, logger=KAFKA_LOG)
         self._consumer = consumer
         self.pool.open(wait=False)
         consumer.subscribe(
