@@ -262,3 +262,24 @@ def test_a_broker_restart_loses_and_doubles_nothing(case: HandlerCase, world: Se
         assert _effects(case, world) == 200
     finally:
         running.stop()
+
+
+def test_a_record_on_another_partition_than_its_keys_is_counted_and_applied(
+    case: HandlerCase, world: Settings
+) -> None:
+    """Policy (README, schemas/topics/commands.json): applied where it landed, counted in
+    billy_misrouted_records_total, logged at most once a minute per partition."""
+    from billy_core import metrics
+
+    topic = case.input_topic(TopicNames(world.topic_prefix))
+    key, value = case.good(0)
+    wrong = (java_partition(key, 3) + 1) % 3
+    counter = metrics.misrouted_records.labels(case.name)
+    before = counter._value.get()
+    _produce(world, topic, [(key, value)], partition=wrong)
+    running = Running(case.build(world))
+    try:
+        _wait(lambda: _effects(case, world) == 1, what="the misrouted record applied")
+    finally:
+        running.stop()
+    assert counter._value.get() == before + 1
