@@ -32,8 +32,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from billy_core.money import Money
 from billy_core.settings import Settings
+from billy_core.store.tables import adjustments as adjustments_table
 from billy_core.store.tables import applied_services as applied_services_table
-from billy_core.store.tables import holds, wallets
+from billy_core.store.tables import balance_accounts, balance_invoices, holds, wallets
 
 __all__ = [
     "APPLIED_LIMIT_MAX",
@@ -41,6 +42,7 @@ __all__ = [
     "STATEMENT_TIMEOUT_MS",
     "InvalidCursor",
     "applied_services",
+    "balance_view",
     "create_engine_for",
     "decode_cursor",
     "encode_cursor",
@@ -49,6 +51,7 @@ __all__ = [
     "open_holds",
     "parse_iso",
     "print_applied_services",
+    "print_balance",
     "print_wallet",
     "to_ms",
     "wallet_exists",
@@ -211,6 +214,29 @@ def open_holds(conn: Connection, tenant: str, client_id: str) -> list[dict[str, 
     return out
 
 
+def adjustments(conn: Connection, tenant: str, client_id: str) -> list[dict[str, Any]]:
+    """The billing team's corrections of a client, oldest first: the audit trail. Keys:
+    command_id, amount_minor (signed), currency, operator, reason, applied_at_ms, applied_at."""
+    rows = conn.execute(
+        sa.select(
+            adjustments_table.c.command_id,
+            adjustments_table.c.amount_minor,
+            adjustments_table.c.currency,
+            adjustments_table.c.operator,
+            adjustments_table.c.reason,
+            adjustments_table.c.applied_at_ms,
+        )
+        .where(adjustments_table.c.tenant == tenant, adjustments_table.c.client_id == client_id)
+        .order_by(adjustments_table.c.applied_at_ms, adjustments_table.c.command_id)
+    ).all()
+    out = []
+    for row in rows:
+        item = dict(row._mapping)
+        item["applied_at"] = ms_to_datetime(item["applied_at_ms"])
+        out.append(item)
+    return out
+
+
 def applied_services(
     conn: Connection,
     tenant: str,
@@ -271,6 +297,104 @@ def applied_services(
 # --- CLI printing ------------------------------------------------------------------------------
 
 
+INVOICES_SHOWN_MAX = 1000
+"""Invoices a Balance view lists, at most (oldest first)."""
+
+
+def balance_view(conn: Connection, tenant: str, client_id: str) -> dict[str, Any] | None:
+    """The client's Balance ids, payers, contracts and invoices; None without a wallet.
+
+    Status `pending` while Balance has not answered the registration."""
+    if not wallet_exists(conn, tenant, client_id):
+        return None
+    a = balance_accounts.c
+    row = conn.execute(
+        sa.select(a.balance_client_id, a.service_order_id, a.status, a.payers, a.contracts).where(
+            a.tenant == tenant, a.client_id == client_id
+        )
+    ).first()
+    i = balance_invoices.c
+    invoices = conn.execute(
+        sa.select(
+            i.command_id,
+            i.invoice_id,
+            i.request_id,
+            i.kind,
+            i.amount_minor,
+            i.currency,
+            i.payer_id,
+            i.contract_id,
+            i.payment_link,
+            i.status,
+            i.created_at,
+        )
+        .where(i.tenant == tenant, i.client_id == client_id)
+        .order_by(i.created_at, i.command_id)
+        .limit(INVOICES_SHOWN_MAX)
+    ).all()
+    payers = [] if row is None else list(row.payers.values())
+    contracts = [] if row is None else list(row.contracts.values())
+    return {
+        "status": "pending" if row is None else row.status,
+        "balance_client_id": None if row is None else row.balance_client_id,
+        "service_order_id": None if row is None else row.service_order_id,
+        "payers": [
+            {"payer_id": p["payer_id"], "balance_person_id": p["person_id"], "kind": p["kind"]}
+            for p in payers
+        ],
+        "contracts": [
+            {
+                "contract_id": c["contract_id"],
+                "balance_contract_id": c["balance_contract_id"],
+                "external_id": c["external_id"],
+                "payer_id": c["payer_id"],
+                "payment_type": c["payment_type"],
+                "credit_limit_minor": c.get("credit_limit_minor"),
+                "currency": c["currency"],
+                "payment_term_days": c.get("payment_term_days"),
+            }
+            for c in contracts
+        ],
+        "invoices": [dict(r._mapping) for r in invoices],
+    }
+
+
+def print_balance(settings: Settings, tenant: str, client: str) -> int:
+    """Print what Balance holds for a client. Exit code 0; 1 without such a wallet or when
+    PostgreSQL cannot be asked."""
+    engine = create_engine_for(settings, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            view = balance_view(conn, tenant, client)
+    except sa.exc.DBAPIError as exc:
+        return _fail(f"cannot read PostgreSQL: {_first_line(exc)}", 1)
+    finally:
+        engine.dispose()
+    if view is None:
+        return _fail(f"no wallet for client {client!r} of tenant {tenant!r}", 1)
+    print(f"balance {tenant}/{client}: {view['status']}")
+    print(f"  Balance client  {view['balance_client_id'] or '-'}")
+    print(f"  order           {view['service_order_id'] or '-'}")
+    print(f"payers: {len(view['payers'])}")
+    for p in view["payers"]:
+        print(f"  {p['payer_id']}  {p['kind']}  person {p['balance_person_id']}")
+    print(f"contracts: {len(view['contracts'])}")
+    for c in view["contracts"]:
+        limit = c["credit_limit_minor"]
+        shown = f"  limit {_money(limit, c['currency'])}" if limit is not None else ""
+        print(
+            f"  {c['contract_id']}  {c['payment_type']}  {c['external_id']}"
+            f" (id {c['balance_contract_id']})  payer {c['payer_id']}{shown}"
+        )
+    print(f"invoices: {len(view['invoices'])}")
+    for v in view["invoices"]:
+        print(
+            f"  {v['invoice_id']}  {v['kind']:<7} {_money(v['amount_minor'], v['currency'])}"
+            f"  {v['status']:<9} {v['payment_link'] or ''}"
+        )
+    return 0
+
+
 def _money(amount_minor: int, currency: str) -> str:
     """ "150000 minor (1500.00 RUB)": the exact integer and the human reading."""
     return f"{amount_minor} minor ({Money(amount_minor, currency)})"
@@ -311,6 +435,26 @@ def print_wallet(settings: Settings, tenant: str, client: str) -> int:
         print(
             f"  {h['hold_id']}  product {h['product_id']}  "
             f"{_money(h['amount_minor'], h['currency'])}  expires {_iso(h['expires_at'])}"
+        )
+    return 0
+
+
+def print_adjustments(settings: Settings, tenant: str, client: str) -> int:
+    """Print a client's corrections by the billing team (operator and reason). Exit code 0;
+    1 when PostgreSQL cannot be asked."""
+    engine = create_engine_for(settings, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            rows = adjustments(conn, tenant, client)
+    except sa.exc.DBAPIError as exc:
+        return _fail(f"cannot read PostgreSQL: {_first_line(exc)}", 1)
+    finally:
+        engine.dispose()
+    print(f"adjustments of {tenant}/{client}: {len(rows)}")
+    for r in rows:
+        print(
+            f"  {_iso(r['applied_at'])}  {_money(r['amount_minor'], r['currency']):>18}"
+            f"  by {r['operator']}  {r['command_id']}  {r['reason']}"
         )
     return 0
 

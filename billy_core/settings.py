@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     gateway_deadline_s: float = Field(
         3600.0, gt=0, description="After this long unreachable, a request is answered balance_error"
     )
+    gateway_unclear_settle_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="After a creating Balance call ends unclear, wait this long before looking"
+        " for what it made (it may still be running in Balance)",
+    )
     gateway_idle_s: float = Field(
         0.1, gt=0, le=10, description="How often an idle performer looks for new requests"
     )

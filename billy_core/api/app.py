@@ -3,6 +3,8 @@
     GET /v1/{tenant}/clients/{client_id}/wallet
     GET /v1/{tenant}/clients/{client_id}/holds
     GET /v1/{tenant}/clients/{client_id}/applied-services?from=&to=&cursor=&limit=
+    GET /v1/{tenant}/clients/{client_id}/adjustments  the billing team's corrections (audit)
+    GET /v1/{tenant}/clients/{client_id}/balance     Balance ids, payers, contracts, invoices
     GET /healthz          no auth; 200 when PostgreSQL answers, else 503
     GET /metrics          no auth; Prometheus exposition of the default registry
     GET /openapi.json, /docs
@@ -144,6 +146,24 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         )
 
     @app.get(
+        "/v1/{tenant}/clients/{client_id}/adjustments",
+        response_model=models.Adjustments,
+        responses=errors,
+        tags=["clients"],
+    )
+    def adjustments(scope: Scope) -> models.Adjustments:
+        """The billing team's corrections of this client: amount, operator, reason (audit)."""
+        with engine.connect() as conn:
+            if not reads.wallet_exists(conn, scope.tenant, scope.client_id):
+                raise HTTPException(status_code=404, detail=_NOT_FOUND)
+            rows = reads.adjustments(conn, scope.tenant, scope.client_id)
+        return models.Adjustments(
+            tenant=scope.tenant,
+            client_id=scope.client_id,
+            items=[models.Adjustment(**row) for row in rows],
+        )
+
+    @app.get(
         "/v1/{tenant}/clients/{client_id}/applied-services",
         response_model=models.AppliedServicesPage,
         responses=errors,
@@ -192,6 +212,19 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             items=[models.AppliedService(**row) for row in rows],
             next_cursor=next_cursor,
         )
+
+    @app.get(
+        "/v1/{tenant}/clients/{client_id}/balance",
+        response_model=models.BalanceView,
+        responses=errors,
+        tags=["clients"],
+    )
+    def balance(scope: Scope) -> models.BalanceView:
+        with engine.connect() as conn:
+            view = reads.balance_view(conn, scope.tenant, scope.client_id)
+        if view is None:
+            raise HTTPException(status_code=404, detail=_NOT_FOUND)
+        return models.BalanceView(tenant=scope.tenant, client_id=scope.client_id, **view)
 
     @app.get(
         "/healthz",

@@ -9,7 +9,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AppliedService", "AppliedServicesPage", "Health", "Hold", "Holds", "Problem", "Wallet"]
+__all__ = [
+    "AppliedService",
+    "AppliedServicesPage",
+    "BalanceContract",
+    "BalanceInvoice",
+    "BalancePayer",
+    "BalanceView",
+    "Health",
+    "Hold",
+    "Holds",
+    "Problem",
+    "Wallet",
+]
 
 
 class _Out(BaseModel):
@@ -60,6 +72,68 @@ class AppliedServicesPage(_Out):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page"
     )
+
+
+class BalancePayer(_Out):
+    payer_id: str = Field(description="billy's payer id (UpsertPayer)")
+    balance_person_id: int
+    kind: Literal["ph", "ur"] = Field(description="ph: an individual, ur: a legal entity")
+
+
+class BalanceContract(_Out):
+    contract_id: str = Field(description="billy's contract id (UpsertContract)")
+    balance_contract_id: int
+    external_id: str
+    payer_id: str
+    payment_type: Literal["prepay", "postpay"]
+    credit_limit_minor: int | None
+    currency: str
+    payment_term_days: int | None
+
+
+class BalanceInvoice(_Out):
+    command_id: str = Field(description="The RequestInvoice or TransferCredit that made it")
+    invoice_id: int
+    request_id: int
+    kind: Literal["prepay", "credit"]
+    amount_minor: int
+    currency: str
+    payer_id: str
+    contract_id: str | None
+    payment_link: str | None = Field(description="Balance's payment page (prepay)")
+    status: str = Field(description="unpaid or credited, as billy last learned it")
+    created_at: datetime
+
+
+class BalanceView(_Out):
+    """What Balance holds for the client, as billy applied it (results already published)."""
+
+    tenant: str
+    client_id: str
+    status: Literal["registered", "failed", "pending"] = Field(
+        description="pending: Balance has not answered the registration yet"
+    )
+    balance_client_id: int | None
+    service_order_id: int | None
+    payers: list[BalancePayer]
+    contracts: list[BalanceContract]
+    invoices: list[BalanceInvoice] = Field(description="Oldest first, at most 1000")
+
+
+class Adjustment(_Out):
+    command_id: str
+    amount_minor: int = Field(description="Signed: > 0 credited the wallet, < 0 debited it")
+    currency: str
+    operator: str = Field(description="Who on the billing team made the correction")
+    reason: str
+    applied_at: datetime
+    applied_at_ms: int = Field(description="applied_at as milliseconds since the epoch")
+
+
+class Adjustments(_Out):
+    tenant: str
+    client_id: str
+    items: list[Adjustment] = Field(description="The audit trail, oldest first")
 
 
 class Health(_Out):

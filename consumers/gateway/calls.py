@@ -57,7 +57,12 @@ class Unclear(Exception):
 
 
 class Later(Exception):
-    """Balance is unreachable for now: try the request again later."""
+    """Balance is unreachable for now (or an unclear call must settle): try the request again
+    after at least `delay_s` (0: the usual backoff)."""
+
+    def __init__(self, message: str, *, delay_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
 
 
 def retry_worthy(error: BaseException, *, creates: bool) -> bool:

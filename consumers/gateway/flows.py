@@ -11,8 +11,10 @@ through `_create_once`:
                                  found: adopt it; not found: call again
 
 so an unclear outcome (a timeout after Balance did the work, or a SIGKILL between the call
-and the save) never makes a second object. `balance_claims` keeps one object from serving
-two commands.
+and the save) never makes a second object. The look waits until `gateway_unclear_settle_s`
+after the intent: a call that timed out here may still be running in Balance (found by the
+fault profile: under load, a CreatePerson finished after billy had looked and found
+nothing). `balance_claims` keeps one object from serving two commands.
 
 Flows: RegisterClient (client, then the client's one order with a stable ServiceOrderID),
 UpdateClient (CreateClient with its CLIENT_ID; registers a client whose registration had
@@ -23,6 +25,7 @@ failed), UpsertPayer, UpsertContract, RequestInvoice (request + invoice) and Tra
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -103,7 +106,9 @@ class Job:
         balance: BalanceClient,
         caller: Caller,
         deployment: str,
+        settle_s: float = 0.0,
     ) -> None:
+        self.settle_s = settle_s  # how long after an unclear call to look for its work
         self.request = request
         self.view = view
         self.conn = conn
@@ -137,26 +142,30 @@ class Job:
         return self.caller.call(fn, creates=creates)
 
     def outstanding_intent(self) -> bool:
-        return any(k.startswith("intent_") and v for k, v in self.progress.items())
+        return any(
+            k.startswith("intent_") and not k.endswith("_at") and v
+            for k, v in self.progress.items()
+        )
 
 
 def _create_once(job: Job, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
     """Create one Balance object for this request, whatever times out (module doc)."""
     intent = f"intent_{what}"
-    for _ in range(job.caller.attempts_max):
-        if job.progress.get(intent):
-            found = find()  # reads: retried inside, Later when Balance stays away
-            if found is not None:
-                job.save(**{intent: False})
-                return found
-        job.save(**{intent: True})
-        try:
-            made = job.call(create, creates=True)
-        except Unclear:
-            continue  # find out on the next turn
-        job.save(**{intent: False})
-        return made
-    raise Later(f"{what}: the outcome stayed unclear")
+    if job.progress.get(intent):
+        waited_s = time.time() - float(job.progress.get(f"{intent}_at", 0.0))
+        if waited_s < job.settle_s:
+            raise Later(f"{what}: unclear, looking later", delay_s=job.settle_s - waited_s)
+        found = find()  # reads: retried inside, Later when Balance stays away
+        if found is not None:
+            job.save(**{intent: False})
+            return found
+    job.save(**{intent: True, f"{intent}_at": time.time()})
+    try:
+        made = job.call(create, creates=True)
+    except Unclear:
+        raise Later(f"{what}: unclear, looking later", delay_s=job.settle_s) from None
+    job.save(**{intent: False})
+    return made
 
 
 # --- clients and the order ------------------------------------------------------------------

@@ -143,7 +143,15 @@ class Performer:
     def _perform_on(self, conn: psycopg.Connection, request: RequestRow, caller: Caller) -> None:
         store.start_attempt(conn, request)
         view = store.load_view(conn, request.tenant, request.client_id)
-        job = flows.Job(request, view, conn, self.balance, caller, self.topics.prefix)
+        job = flows.Job(
+            request,
+            view,
+            conn,
+            self.balance,
+            caller,
+            self.topics.prefix,
+            self.settings.gateway_unclear_settle_s,
+        )
         flow = flows.FLOWS.get(request.kind)
         try:
             if flow is None:
@@ -162,7 +170,10 @@ class Performer:
                     balance_code="UNAVAILABLE",
                 )
             else:
-                delay = retry.backoff_s(request.attempts, self.settings.gateway_retry_max_s)
+                delay = max(
+                    exc.delay_s,
+                    retry.backoff_s(request.attempts, self.settings.gateway_retry_max_s),
+                )
                 log.info("gateway: request %d postponed %.1f s (%s)", request.id, delay, exc)
                 store.postpone(conn, request, delay)
                 return

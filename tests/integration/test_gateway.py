@@ -62,6 +62,7 @@ def gw_settings(settings, emulator):
             "balance_timeout_s": 5.0,
             "balance_breaker_cooldown_s": 1.0,
             "gateway_retry_max_s": 1.0,
+            "gateway_unclear_settle_s": 1.0,
         }
     )
 
@@ -255,6 +256,38 @@ def test_payers_contracts_invoices_and_credit(io, emulator, gw_settings):
             (TENANT, client, f"t:{TENANT}:credit"),
         ).fetchone()[0]
         assert credit_sum == 400_000
+    # The read API and the CLI show the same.
+    _check_reads(gw_settings, client, balance_id, inv)
+
+
+def _check_reads(settings, client: str, balance_id: int, invoice: Result) -> None:
+    from fastapi.testclient import TestClient
+
+    from billy_core import reads
+    from billy_core.api.app import create_app
+
+    api_settings = settings.model_copy(update={"api_tokens": {"t0ken": TENANT}})
+    engine = reads.create_engine_for(api_settings, pool_size=1)
+    try:
+        http = TestClient(create_app(api_settings, engine))
+        got = http.get(
+            f"/v1/{TENANT}/clients/{client}/balance", headers={"Authorization": "Bearer t0ken"}
+        )
+        assert got.status_code == 200, got.text
+        view = got.json()
+        assert (view["status"], view["balance_client_id"]) == ("registered", balance_id)
+        assert {p["payer_id"] for p in view["payers"]} >= {"legal"}
+        assert {c["contract_id"] for c in view["contracts"]} == {"pre", "post"}
+        prepay = view["invoices"][0]
+        assert prepay["invoice_id"] == int(invoice.details["invoice_id"])
+        assert prepay["payment_link"] == invoice.details["payment_link"]
+        assert prepay["status"] == "unpaid"
+        missing = http.get(
+            f"/v1/{TENANT}/clients/nobody/balance", headers={"Authorization": "Bearer t0ken"}
+        )
+        assert missing.status_code == 404
+    finally:
+        engine.dispose()
 
 
 def test_balance_validation_errors_are_readable_rejections(io, emulator):
