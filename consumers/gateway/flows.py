@@ -136,7 +136,8 @@ class Job:
             raise RuntimeError(f"Balance {kind} {balance_id} is claimed by another command")
 
     def unclaimed(self, kind: str, ids: list[int]) -> set[int]:
-        return set(ids) - store.claimed(self.conn, kind, ids)
+        """The ids no OTHER command claimed (this command's own claim does not hide one)."""
+        return set(ids) - store.claimed(self.conn, kind, ids, self.request)
 
     def call(self, fn: Callable[[], T], *, creates: bool = False) -> T:
         return self.caller.call(fn, creates=creates)
@@ -148,24 +149,36 @@ class Job:
         )
 
 
-def _create_once(job: Job, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
-    """Create one Balance object for this request, whatever times out (module doc)."""
+def _create_once(
+    job: Job,
+    what: str,
+    create: Callable[[], T],
+    find: Callable[[], T | None],
+    ident: Callable[[T], int],
+    saved: Callable[[T], dict[str, Any]],
+) -> T:
+    """Create one Balance object for this request, whatever times out (module doc).
+
+    `what` names the intent and the claim kind; `ident` is the object's Balance id; `saved`
+    the progress that records it. The object is claimed, then its progress and the cleared
+    intent are saved in ONE statement: a kill between the two leaves the intent marked, and
+    the next look finds the object (claimed by this command, so still its own)."""
     intent = f"intent_{what}"
+    found: T | None = None
     if job.progress.get(intent):
         waited_s = time.time() - float(job.progress.get(f"{intent}_at", 0.0))
         if waited_s < job.settle_s:
             raise Later(f"{what}: unclear, looking later", delay_s=job.settle_s - waited_s)
         found = find()  # reads: retried inside, Later when Balance stays away
-        if found is not None:
-            job.save(**{intent: False})
-            return found
-    job.save(**{intent: True, f"{intent}_at": time.time()})
-    try:
-        made = job.call(create, creates=True)
-    except Unclear:
-        raise Later(f"{what}: unclear, looking later", delay_s=job.settle_s) from None
-    job.save(**{intent: False})
-    return made
+    if found is None:
+        job.save(**{intent: True, f"{intent}_at": time.time()})
+        try:
+            found = job.call(create, creates=True)
+        except Unclear:
+            raise Later(f"{what}: unclear, looking later", delay_s=job.settle_s) from None
+    job.claim(what, ident(found))
+    job.save(**{intent: False, **saved(found)})
+    return found
 
 
 # --- clients and the order ------------------------------------------------------------------
@@ -185,10 +198,13 @@ def _ensure_client(job: Job, name: str, email: str, phone: str | None) -> int:
             return min(free) if free else None
 
         client_id = _create_once(
-            job, "client", lambda: job.balance.create_client(name, email, phone), find
+            job,
+            "client",
+            lambda: job.balance.create_client(name, email, phone),
+            find,
+            int,
+            lambda made: {"balance_client_id": made},
         )
-        job.claim("client", client_id)
-        job.save(balance_client_id=client_id)
     view.balance_client_id = int(client_id)
     job.save_view()
     return view.balance_client_id
@@ -354,10 +370,13 @@ def upsert_payer(job: Job) -> Outcome:
                 return max(free) if free else None
 
             person_id = _create_once(
-                job, "person", lambda: job.balance.create_person(balance_client_id, payer), find
+                job,
+                "person",
+                lambda: job.balance.create_person(balance_client_id, payer),
+                find,
+                int,
+                lambda made: {"person_id": made},
             )
-            job.claim("person", person_id)
-            job.save(person_id=person_id)
     entry = {"payer_id": payer_id, "person_id": int(person_id), "kind": kind}
     job.view.payers[payer_id] = entry
     job.view.default_payer = payer_id
@@ -426,9 +445,14 @@ def upsert_contract(job: Job) -> Outcome:
             c = fits[max(free)]
             return {"id": c.contract_id, "external_id": c.external_id}
 
-        balance_contract = _create_once(job, "contract", create, find)
-        job.claim("contract", int(balance_contract["id"]))
-        job.save(balance_contract=balance_contract)
+        balance_contract = _create_once(
+            job,
+            "contract",
+            create,
+            find,
+            lambda made: int(made["id"]),
+            lambda made: {"balance_contract": made},
+        )
     entry = {
         "contract_id": contract_id,
         "balance_contract_id": int(balance_contract["id"]),
@@ -521,10 +545,15 @@ def invoice(job: Job) -> Outcome:
             ref = job.balance.create_request(balance_client_id, order_id, amount, currency)
             return {"id": ref.request_id, "user_path": ref.user_path}
 
-        made = _create_once(job, "request", create_request, find_request)
+        made = _create_once(
+            job,
+            "request",
+            create_request,
+            find_request,
+            lambda m: int(m["id"]),
+            lambda m: {"request_id": int(m["id"]), "payment_link": m["user_path"]},
+        )
         request_id = int(made["id"])
-        job.claim("request", request_id)
-        job.save(request_id=request_id, payment_link=made["user_path"])
     invoice_id = job.progress.get("invoice_id")
     if invoice_id is None:
         paysys = job.balance.paysys_id_for(PayerKind(payer["kind"]))
@@ -542,7 +571,14 @@ def invoice(job: Job) -> Outcome:
             )
 
         try:
-            invoice_id = _create_once(job, "invoice", create_invoice, find_invoice)
+            invoice_id = _create_once(
+                job,
+                "invoice",
+                create_invoice,
+                find_invoice,
+                int,
+                lambda made: {"invoice_id": made},
+            )
         except Refused as exc:
             over = isinstance(exc.error, BalanceFault) and exc.error.is_a(
                 FaultCode.CONTRACT_RULE_VIOLATION
@@ -552,8 +588,6 @@ def invoice(job: Job) -> Outcome:
                     Code.CREDIT_LIMIT_EXCEEDED, f"Balance refused the credit: {exc.error}"[:200]
                 )
             raise
-        job.claim("invoice", int(invoice_id))
-        job.save(invoice_id=invoice_id)
     link = job.progress.get("payment_link")
     details: dict[str, object] = {
         "invoice_id": invoice_id,

@@ -111,12 +111,16 @@ def claim(conn: psycopg.Connection, kind: str, balance_id: int, request: Request
     return row is not None and (row[0], row[1]) == (request.tenant, request.command_id)
 
 
-def claimed(conn: psycopg.Connection, kind: str, ids: list[int]) -> set[int]:
+def claimed(
+    conn: psycopg.Connection, kind: str, ids: list[int], by_other_than: RequestRow
+) -> set[int]:
+    """Of `ids`, those claimed by another command than `by_other_than`'s."""
     if not ids:
         return set()
     rows = conn.execute(
-        "SELECT balance_id FROM balance_claims WHERE kind = %s AND balance_id = ANY(%s)",
-        (kind, ids),
+        "SELECT balance_id FROM balance_claims WHERE kind = %s AND balance_id = ANY(%s)"
+        " AND (tenant, command_id) <> (%s, %s)",
+        (kind, ids, by_other_than.tenant, by_other_than.command_id),
     ).fetchall()
     return {int(r[0]) for r in rows}
 
