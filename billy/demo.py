@@ -1,9 +1,14 @@
 """`billy demo`: billy's roles start in this process, and a small story runs through them.
 
-Two car dealers are registered, funded by the billing team, charged, held and confirmed,
-refunded; one tries to overspend and one resends a command. Every result and the final
-balances are printed, read back the way a vertical service would (producer SDK, results
-topic) and from the HTTP read API.
+Two car dealers are registered (in billy and in Balance, through the gateway), funded by the
+billing team, charged, held and confirmed, refunded; one tries to overspend and one resends
+a command. Then the Balance story: a payer, a prepay contract and a prepay invoice (its
+payment link printed), a postpay contract and a top-up from its credit limit, and a charge
+from that money. Every result and the final balances are printed, read back the way a
+vertical service would (producer SDK, results topic) and from the HTTP read API.
+
+Balance is the stack's emulator (`make up` starts it; BILLY_BALANCE_URL) or whatever
+BILLY_BALANCE_URL names.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from billy_core.money import Money
 from billy_core.settings import Settings
@@ -84,7 +90,7 @@ def _story(settings: Settings, tenant: str) -> int:
     stop = threading.Event()
     threads = [
         threading.Thread(target=role_target(settings, role), args=(stop,), daemon=True)
-        for role in ("ledger", "relay", "sweeper", "api")
+        for role in ("ledger", "gateway", "relay", "sweeper", "api")
     ]
     for thread in threads:
         thread.start()
@@ -178,12 +184,20 @@ def _story(settings: Settings, tenant: str) -> int:
                 )
                 break
 
+        _balance_story(billy, show, results)
+
         print("\nFinal balances from the HTTP read API:")
         import httpx
 
         base = f"http://{settings.api_host}:{settings.api_port}/v1/{tenant}/clients"
         headers = {"Authorization": f"Bearer {token}"}
-        for client in ("dealer-1", "dealer-2"):
+        b = httpx.get(f"{base}/dealer-3/balance", headers=headers, timeout=10).json()
+        print(
+            f"  dealer-3 in Balance: client {b['balance_client_id']}, order"
+            f" {b['service_order_id']}, {len(b['payers'])} payer(s),"
+            f" {len(b['contracts'])} contract(s), {len(b['invoices'])} invoice(s)"
+        )
+        for client in ("dealer-1", "dealer-2", "dealer-3"):
             w = httpx.get(f"{base}/{client}/wallet", headers=headers, timeout=10).json()
             print(
                 f"  {client}: available {Money(w['available_minor'], w['currency'])}, held "
@@ -209,3 +223,65 @@ def _story(settings: Settings, tenant: str) -> int:
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
+
+
+def _balance_story(billy: Any, show: Any, results: Any) -> None:
+    """register -> payer -> contract -> prepay invoice -> postpay top-up -> charge."""
+    from billy_core.commands import (
+        RequestInvoice,
+        TransferCredit,
+        UpsertContract,
+        UpsertPayer,
+    )
+
+    print("\nBalance (through the gateway): payer, contracts, invoices, credit:")
+    client = "dealer-3"
+    show(
+        f"register {client} (Balance client + order)",
+        billy.register_client(client, "Truck Yard", "billing@truckyard.example", wait=True),
+    )
+    payer = {
+        "name": "Truck Yard",
+        "longname": "OOO Truck Yard",
+        "phone": "+7 495 000-00-00",
+        "email": "billing@truckyard.example",
+        "legaladdress": "Moscow, Lva Tolstogo 16",
+        "postaddress": "Moscow, Lva Tolstogo 16",
+        "postcode": "119021",
+        "inn": "7736207543",
+        "kpp": "773601001",
+        "bik": "044525225",
+        "account": "40702810938000000001",
+    }
+    show("payer 'legal' (ur)", billy.send(client, UpsertPayer("legal", "ur", payer), wait=True))
+    show(
+        "prepay contract 'offer'",
+        billy.send(client, UpsertContract("offer", "legal", "prepay", None, "RUB"), wait=True),
+    )
+    invoice = billy.send(client, RequestInvoice(1_500_000, "RUB", "legal"), wait=True)
+    r = results.wait_for(invoice, timeout_s=_TIMEOUT_S)
+    print(f"  {'prepay invoice 15000.00':<46} {r.status:<8} {r.code}")
+    print(
+        f"    invoice {r.details.get('invoice_id')}, pay at {r.details.get('payment_link')}"
+        " (the wallet is credited when Balance says it is paid)"
+    )
+    show(
+        "postpay contract, limit 100000.00",
+        billy.send(
+            client,
+            UpsertContract("credit", "legal", "postpay", 10_000_000, "RUB", 30),
+            wait=True,
+        ),
+    )
+    show(
+        "top-up 20000.00 from the credit limit",
+        billy.send(client, TransferCredit(2_000_000, "RUB"), wait=True),
+    )
+    show(
+        "top-up 90000.00 (above the limit left)",
+        billy.send(client, TransferCredit(9_000_000, "RUB"), wait=True),
+    )
+    show(
+        "charge 990.00 for listing-top",
+        billy.charge(client, "listing-top", 99_000, "RUB", wait=True),
+    )
