@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BILLY := $(VENV)/bin/billy
 
-.PHONY: help venv demo test test-unit bench fault-long run check nightly
+.PHONY: help venv demo test test-unit bench fault-long fuzz-long run check nightly
 
 help:
 	@echo "make demo   - set up everything and run billy's demo"
@@ -39,7 +39,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # The check gate: nothing lands unless it is green (.ci/run runs it before the tests).
-SHELL_SCRIPTS := deploy/stack.sh .ci/run
+SHELL_SCRIPTS := deploy/stack.sh .ci/run bench/compare.sh
 
 check: venv
 	$(VENV)/bin/ruff check .
@@ -58,6 +58,10 @@ bench: venv up
 
 fault-long: venv up
 	BILLY_FAULT_PROFILE=long $(VENV)/bin/pytest -q tests/fault
+
+# The fuzz tier's long profile (>= 10,000 bad records; the short one runs in `make test`).
+fuzz-long: venv up
+	BILLY_FUZZ_PROFILE=long $(VENV)/bin/pytest -q -s tests/fuzz
 
 # ---- local stack: Kafka + PostgreSQL on 127.0.0.1 (deploy/stack.sh, deploy/README.md) ----
 STACK := deploy/stack.sh

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Throughput of two commits on this machine, alternating: A, B, A, B ... (TESTING.md: compare
+# in one run, alternating, quote medians). Each side runs from its own git worktree in /tmp.
+#   bench/compare.sh REF_A REF_B [ROUNDS]     e.g. bench/compare.sh 159e005 HEAD 2
+# Needs the stack up (make up). Prints batched and one-transaction-per-command cmd/s per run;
+# the full JSON of each run is copied to .state/bench/compare-<side>-<round>.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+a=${1:?REF_A} b=${2:?REF_B} rounds=${3:-2}
+python=$repo/.venv/bin/python
+mkdir -p .state/bench
+for side in "$a" "$b"; do
+  dir=/tmp/billy-bench-$(git rev-parse --short "$side")
+  [ -d "$dir" ] || git worktree add -q --detach "$dir" "$side"
+done
+for round in $(seq 1 "$rounds"); do
+  for side in "$a" "$b"; do
+    short=$(git rev-parse --short "$side")
+    echo "=== round $round: $side ($short) $(date +%T)"
+    (cd "/tmp/billy-bench-$short" && "$python" -m bench.run --only throughput --rounds 1 2>&1 |
+      grep -E "cmd/s|disturb" | tail -2)
+    cp "/tmp/billy-bench-$short/.state/bench/latest.json" ".state/bench/compare-$short-$round.json"
+  done
+done
