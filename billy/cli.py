@@ -9,18 +9,19 @@
     billy adjustments TENANT CLIENT                the billing team's corrections (audit)
     billy balance TENANT CLIENT                    Balance ids, payers, contracts, invoices
     billy demo                                     a few clients funded, charged, held, refunded
+    billy tail | decode | offsets | dlq | replay | rebuild    operator tools (billy/ops/cli.py)
 
 Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or settings (the field named).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 from pydantic import ValidationError
 
+from billy.ops.cli import register as register_ops
 from billy.roles import ROLES, StartupError, run_roles
 from billy_core.settings import Settings, load
 
@@ -53,8 +54,18 @@ pass_context = click.make_pass_decorator(_Context, ensure=True)
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     show_default=True,
 )
-def main(log_level: str) -> None:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+@click.option(
+    "--log-format",
+    default="json",
+    envvar="BILLY_LOG_FORMAT",
+    type=click.Choice(["json", "text"]),
+    show_default=True,
+    help="json: one object a line (billy_core.ops.logs)",
+)
+def main(log_level: str, log_format: str) -> None:
+    from billy_core.ops import logs
+
+    logs.configure(log_level, json_lines=log_format == "json")
 
 
 def _run(ctx: _Context, roles: list[str]) -> None:
@@ -170,6 +181,8 @@ def demo(ctx: _Context, tenant: str) -> None:
         click.echo(f"billy: {exc}", err=True)
         raise SystemExit(1) from None
 
+
+register_ops(main, pass_context)
 
 if __name__ == "__main__":
     sys.exit(main())

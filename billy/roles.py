@@ -100,10 +100,11 @@ def run_roles(settings: Settings, roles: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     prepare(settings)
+    _start_health(settings, roles, stop)
     if settings.metrics_port:
-        from prometheus_client import start_http_server
+        from billy_core.ops import http
 
-        start_http_server(settings.metrics_port, addr=settings.api_host)
+        http.serve(settings.api_host, settings.metrics_port)  # /metrics, /livez, /readyz
     failures: list[BaseException] = []
     threads = []
     for role in roles:
@@ -125,6 +126,23 @@ def run_roles(settings: Settings, roles: list[str]) -> int:
     for thread in threads:
         thread.join(timeout=30)
     return 1 if failures else 0
+
+
+def _start_health(settings: Settings, roles: list[str], stop: threading.Event) -> None:
+    """Counters at zero, the roles known to liveness/readiness, and the dependency probes."""
+    from billy_core import metrics
+    from billy_core.kafka import config as kafka_config
+    from billy_core.ops.health import HEALTH, NEEDS, Monitor
+
+    metrics.export_zero(ROLES, settings.tenants)
+    needs = {dependency for role in roles for dependency in NEEDS.get(role, ())}
+    for role in roles:
+        HEALTH.start_role(role)
+    Monitor(
+        HEALTH,
+        database_url=settings.database_url if "postgresql" in needs else None,
+        kafka_config=kafka_config.admin(settings) if "kafka" in needs else None,
+    ).start(stop)
 
 
 def _without_password(url: str) -> str:

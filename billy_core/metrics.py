@@ -23,6 +23,10 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_balance_calls_total | counter | method, outcome | Balance calls by outcome (transport) |
 | billy_balance_call_seconds | histogram | method | one Balance call, sent to answered (or failed) |
 | billy_balance_requests_total | counter | kind, code | Balance commands the gateway finished |
+| billy_progress_timestamp_seconds | gauge | role | unix time of the role's last progress |
+| billy_offset_mismatches_total | counter | role | group offsets unlike the stored ones (a reset) |
+| billy_outbox_oldest_seconds | gauge | | age of the oldest outbox row (relay's view) |
+| billy_dependency_up | gauge | dependency | 1 while kafka / postgresql answer the probe |
 """
 
 from __future__ import annotations
@@ -78,3 +82,36 @@ balance_requests = Counter(
     "Balance-bound commands finished by the gateway",
     ["kind", "code"],
 )
+
+# --- operations (billy_core.ops) ---------------------------------------------------------------
+progress_timestamp = Gauge(
+    "billy_progress_timestamp_seconds",
+    "Unix time the role last made progress (committed work, or found none waiting)",
+    ["role"],
+)
+offset_mismatches = Counter(
+    "billy_offset_mismatches_total",
+    "Kafka group offsets unlike the PostgreSQL positions (an outside reset), overwritten",
+    ["role"],
+)
+outbox_oldest_seconds = Gauge("billy_outbox_oldest_seconds", "Age of the oldest outbox row")
+dependency_up = Gauge(
+    "billy_dependency_up", "1 while the dependency answers the health probe", ["dependency"]
+)
+
+_ROLE_COUNTERS = (dlq_records, db_retries, misrouted_records, partitions_paused, offset_mismatches)
+TOPIC_KINDS = ("results", "applied_services", "wallets", "dlq", "other")
+
+
+def export_zero(roles: tuple[str, ...], tenants: tuple[str, ...]) -> None:
+    """Create every child whose labels are known up front, so counters are exported at 0
+    from the start (a rate() or an alert on a never-incremented counter sees 0, not nothing)."""
+    for role in roles:
+        for counter in _ROLE_COUNTERS:
+            counter.labels(role)
+    for tenant in tenants:
+        duplicates.labels(tenant)
+    for kind in TOPIC_KINDS:
+        relay_published.labels(kind)
+    for dependency in ("kafka", "postgresql"):
+        dependency_up.labels(dependency)

@@ -22,6 +22,7 @@ from billy_core.commands import Command, ExpireHold, expire_command_id
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.topics import TopicNames
+from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
 
 log = logging.getLogger("billy.sweeper")
@@ -43,6 +44,7 @@ class HoldSweeper:
             logger=KAFKA_LOG,
         )
         conn: psycopg.Connection | None = None
+        HEALTH.start_role("sweeper")
         try:
             while not stop.wait(self.settings.hold_sweep_interval_s):
                 for attempt in retry.transient(
@@ -55,6 +57,7 @@ class HoldSweeper:
                                     self.settings.database_url, autocommit=True, connect_timeout=5
                                 )
                             self.sweep_once(conn, producer)
+                            HEALTH.progressed("sweeper")
                         except psycopg.OperationalError:
                             conn = None
                             raise

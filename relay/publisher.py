@@ -25,6 +25,7 @@ from billy_core import metrics, retry
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.topics import TopicNames
+from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
 from billy_core.stream.outbox import decode_headers
 from relay import positions as relay_positions
@@ -90,10 +91,13 @@ class Relay:
         self.published = relay_positions.read_all(self.settings, self.topics.relay_positions)
         log.info("relay %s starts from %d shard positions", transactional_id, len(self.published))
         self._cleanup(self.published)
+        HEALTH.start_role("relay")
         while not stop.is_set():
             rows = self._fetch()
+            HEALTH.progressed("relay")  # published the last batch, or found none waiting
             if not rows:
                 metrics.outbox_backlog.set(0)
+                metrics.outbox_oldest_seconds.set(0)
                 if self._cleanup_pending:
                     self._cleanup(self.published)
                 time.sleep(self.settings.relay_idle_sleep_ms / 1000)
@@ -166,12 +170,15 @@ class Relay:
                 )
                 if time.monotonic() >= self._backlog_due:  # a count is a scan: not every loop
                     cur.execute(
-                        f"SELECT count(*) FROM outbox WHERE {_OWNED.format(t='')}", self.params
+                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                        f" FROM outbox WHERE {_OWNED.format(t='')}",
+                        self.params,
                     )
                     counted = cur.fetchone()
                     if counted is None:
                         raise RuntimeError("SELECT count(*) returned no row")
                     metrics.outbox_backlog.set(counted[0])
+                    metrics.outbox_oldest_seconds.set(float(counted[1]))
                     self._backlog_due = time.monotonic() + 5.0
             self._cleanup_pending = False
         except psycopg.OperationalError as exc:

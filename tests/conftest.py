@@ -99,6 +99,11 @@ def database_url(stack) -> str:
     url = _with_db(stack["pg"], name)
     migrate.upgrade(Settings(database_url=url).sqlalchemy_url)
     yield url
+    if os.environ.get("BILLY_KEEP_TEST_DATABASES") == "1":  # e.g. `billy rebuild` on what a
+        kept = REPO / ".state" / "kept-databases.txt"  # fault run left behind
+        with kept.open("a", encoding="utf-8") as out:
+            out.write(f"{url}\n")
+        return
     with psycopg.connect(stack["pg"], autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -5,7 +5,8 @@
     GET /v1/{tenant}/clients/{client_id}/applied-services?from=&to=&cursor=&limit=
     GET /v1/{tenant}/clients/{client_id}/adjustments  the billing team's corrections (audit)
     GET /v1/{tenant}/clients/{client_id}/balance     Balance ids, payers, contracts, invoices
-    GET /healthz          no auth; 200 when PostgreSQL answers, else 503
+    GET /healthz          no auth; 200 when PostgreSQL answers and no probed dependency is down
+    GET /livez, /readyz   no auth; this process's roles (billy_core.ops.health), 200 or 503
     GET /metrics          no auth; Prometheus exposition of the default registry
     GET /openapi.json, /docs
 
@@ -36,6 +37,7 @@ from sqlalchemy.engine import Engine
 
 from billy_core import reads
 from billy_core.api import models
+from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
 
 __all__ = ["create_app"]
@@ -239,7 +241,22 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         except (sa.exc.DBAPIError, sa.exc.TimeoutError):
             response.status_code = 503
             return models.Health(status="unavailable")
+        if any(d.up is False for d in HEALTH.dependencies.values()):  # e.g. the broker
+            response.status_code = 503
+            return models.Health(status="unavailable")
         return models.Health(status="ok")
+
+    @app.get("/livez", tags=["operations"])
+    def livez(response: Response) -> dict[str, Any]:
+        ok, body = HEALTH.liveness()
+        response.status_code = 200 if ok else 503
+        return body
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz(response: Response) -> dict[str, Any]:
+        ok, body = HEALTH.readiness()
+        response.status_code = 200 if ok else 503
+        return body
 
     @app.get("/metrics", response_class=Response, tags=["operations"])
     def metrics() -> Response:

@@ -40,6 +40,7 @@ from billy_core.kafka.partitioner import java_partition
 from billy_core.settings import Settings
 from billy_core.stream import positions
 from billy_core.stream.apply_step import Committed, PartitionWork, apply_batch
+from billy_core.stream.commit_kafka import KafkaCommitStep
 from billy_core.stream.handler import Handler, Item
 from billy_core.stream.poison_cap import PoisonCap
 from billy_core.stream.record import Poison, Record
@@ -82,6 +83,7 @@ class Engine(Generic[Item]):
         self._partition_counts: dict[str, int] = {}
         self._lag_topics: set[str] = set()
         self._consumer: Consumer | None = None
+        self._kafka_step = KafkaCommitStep(handler.name, handler.group, self.log)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class Engine(Generic[Item]):
                 )
                 if messages:
                     self.process(messages)
+                waiting = any(s.retry_at for s in self._parts.values())
+                self._kafka_step.after_poll(consumer, polled=bool(messages), waiting=waiting)
         finally:
             consumer.close()
             self._workers.shutdown()
@@ -125,6 +129,7 @@ class Engine(Generic[Item]):
                 continue  # revoked meanwhile (the commit, if any, was still exactly once)
             if isinstance(outcome, Committed):
                 state.position, state.failures = outcome.next_offset, 0
+                self._kafka_step.committed(tp, outcome.next_offset)
                 self._observe(w, outcome, seconds)
             elif isinstance(outcome, OffsetConflict):
                 metrics.offset_conflicts.inc()
@@ -200,12 +205,14 @@ class Engine(Generic[Item]):
             cap = PoisonCap(self.settings.dlq_ratio_max, self.settings.dlq_window_min)
             self._parts[(tp.topic, tp.partition)] = _Partition(cap, tp.offset)
         consumer.incremental_assign(partitions)
+        self._kafka_step.assigned({(tp.topic, tp.partition): tp.offset for tp in partitions})
         self.log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._parts.pop((tp.topic, tp.partition), None)
         consumer.incremental_unassign(partitions)
+        self._kafka_step.revoked([(tp.topic, tp.partition) for tp in partitions])
         self.log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _reseek(self, tp: TP, state: _Partition) -> None:

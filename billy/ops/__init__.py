@@ -1,0 +1,1 @@
+"""Operator tools: tail, decode, offsets, dlq, replay, rebuild (billy/ops/cli.py)."""

@@ -1,0 +1,1 @@
+"""Operations: health, structured logs, Kafka-visible offsets (see each module)."""

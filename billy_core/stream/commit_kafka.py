@@ -1,0 +1,116 @@
+"""The step after `Committed`: mirror the stored positions into Kafka's consumer group, and
+report the role's progress.
+
+PostgreSQL stays the only source of truth for where a partition resumes (`positions`); this
+step copies each committed position to the group's offsets, asynchronously and best effort,
+so Kafka's own tools (`kafka-consumer-groups.sh --describe`) show true offsets and lag,
+within one commit of `billy_consumer_lag`. A failed or lost commit changes nothing but that
+view; the next one repairs it.
+
+Kafka refuses `--reset-offsets --execute` while the group has members. A reset made while
+billy was stopped is noticed at the next assignment: the group's offset differs from the
+stored position, the step logs one warning per partition, counts
+`billy_offset_mismatches_total{role}`, and overwrites the group's offset with the stored one
+(billy resumes from PostgreSQL, whatever the group says). The documented way to move a
+position is `billy offsets set` (deploy/RUNBOOK.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from billy_core import metrics
+from billy_core.ops.health import HEALTH
+
+TP = tuple[str, int]
+COMPARE_TIMEOUT_S = 5.0
+
+
+class KafkaCommitStep:
+    """Used by the engine's loop thread only (assignment callbacks run inside its poll)."""
+
+    def __init__(self, role: str, group: str, log: logging.Logger) -> None:
+        self.role = role
+        self.group = group
+        self.log = log
+        self._positions: dict[TP, int] = {}  # assigned partitions' stored positions
+        self._dirty: set[TP] = set()  # moved since the last Kafka commit
+        self._unchecked: set[TP] = set()  # newly assigned: compare with the group first
+        self._committed_batches = 0
+        self._lock = threading.Lock()
+        HEALTH.start_role(role)
+
+    def assigned(self, stored: dict[TP, int]) -> None:
+        with self._lock:
+            self._positions.update(stored)
+            self._unchecked.update(stored)
+
+    def revoked(self, tps: list[TP]) -> None:
+        with self._lock:
+            for tp in tps:
+                self._positions.pop(tp, None)
+                self._dirty.discard(tp)
+                self._unchecked.discard(tp)
+
+    def committed(self, tp: TP, next_offset: int) -> None:
+        """A batch of `tp` committed in PostgreSQL; the partition resumes at `next_offset`."""
+        with self._lock:
+            if tp in self._positions:
+                self._positions[tp] = next_offset
+                self._dirty.add(tp)
+            self._committed_batches += 1
+
+    def after_poll(self, consumer: Consumer, *, polled: bool, waiting: bool) -> None:
+        """Once per loop: compare new assignments, commit moved positions to the group (one
+        asynchronous request), and report progress: a batch committed, or nothing polled
+        and no partition waiting for a retry."""
+        if self._unchecked:
+            self._compare(consumer)
+        with self._lock:
+            offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in self._dirty]
+            self._dirty.clear()
+            progressed = self._committed_batches > 0 or (not polled and not waiting)
+            self._committed_batches = 0
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:  # advisory: the next commit repairs the view
+                self.log.debug("kafka offset commit skipped: %s", exc)
+        if progressed:
+            HEALTH.progressed(self.role)
+        else:
+            HEALTH.beat(self.role)
+
+    def _compare(self, consumer: Consumer) -> None:
+        with self._lock:
+            tps = sorted(self._unchecked)
+        try:
+            found = consumer.committed([TopicPartition(t, p) for t, p in tps], COMPARE_TIMEOUT_S)
+        except KafkaException as exc:  # broker trouble: compare at the next loop
+            self.log.debug("cannot read the group's offsets yet: %s", exc)
+            return
+        with self._lock:
+            for tp in found:
+                key = (tp.topic, tp.partition)
+                self._unchecked.discard(key)
+                stored = self._positions.get(key)
+                if stored is None:
+                    continue
+                self._dirty.add(key)  # write the stored position to the group either way
+                if tp.offset >= 0 and tp.offset != stored:
+                    metrics.offset_mismatches.labels(self.role).inc()
+                    self.log.warning(
+                        "%s/%d: the Kafka group %s says offset %d, billy's stored position"
+                        " is %d (reset with Kafka's tool?); billy resumes from the stored"
+                        " position and overwrites the group's offset. Move positions with"
+                        " `billy offsets set`.",
+                        key[0],
+                        key[1],
+                        self.group,
+                        tp.offset,
+                        stored,
+                        extra={"topic": key[0], "partition": key[1], "offset": stored},
+                    )
