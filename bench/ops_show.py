@@ -7,6 +7,8 @@
             CURRENT-OFFSETs are compared with the stored positions in PostgreSQL; each /metrics
             scrape is parsed with prometheus_client's parser and must hold every metric of
             billy_core/metrics.py's table.
+    reset   Kafka's `--reset-offsets --execute` while billy runs (refused by Kafka), and while
+            it is stopped (accepted; billy notices at start, logs, counts, overwrites).
     outage  the same process against the broker at BILLY_KAFKA_BOOTSTRAP (give it a broker of
             its own: --stack-sh names the deploy/stack.sh that manages that broker); the broker
             is stopped for --down-s seconds, /readyz is polled every second, and billy's log
@@ -241,6 +243,58 @@ def run_outage(args: argparse.Namespace) -> int:
         world.close()
 
 
+def reset_tool(args: argparse.Namespace, bootstrap: str, group: str, topic: str) -> str:
+    out = subprocess.run(
+        ["bash", args.stack_sh, "kafka-tool", GROUP_COMMAND, "--bootstrap-server", bootstrap,
+         "--reset-offsets", "--group", group, "--topic", topic, "--to-earliest", "--execute"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return (out.stdout + out.stderr).strip()
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    """Kafka's --reset-offsets against billy: refused while billy runs; made while it is
+    stopped, it is noticed at the next start (logged, counted) and overwritten."""
+    stack = Stack.from_env()
+    world = World(stack, partitions_max=3)
+    world.open()
+    log_path = REPO / ".state" / "bench" / f"ops-reset-{world.prefix}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    group, topic = world.settings.ledger_group, world.topics.commands(TENANT)
+    proc = billy_process(world, args.port, log_path, {})
+    try:
+        wait_ready(args.port)
+        prepare(world, workload.client_ids(30))
+        time.sleep(8)
+        print("with billy running:", reset_tool(args, stack.kafka, group, topic)[-300:])
+        proc.terminate()
+        proc.wait(60)
+        time.sleep(12)  # the group's session ends: Kafka accepts a reset of an empty group
+        print("with billy stopped:", reset_tool(args, stack.kafka, group, topic)[-400:])
+        print("stored positions:", sorted(stored(world).items()))
+        proc = billy_process(world, args.port, log_path, {})
+        wait_ready(args.port)
+        time.sleep(8)
+        sums, _ = scrape(args.port)
+        print(
+            "billy_offset_mismatches_total after restart:",
+            sums.get("billy_offset_mismatches_total"),
+        )
+        tool = group_describe(Path(args.stack_sh), stack.kafka, group)
+        print(
+            "Kafka's CURRENT-OFFSETs now:",
+            sorted((tp, v[0]) for tp, v in tool.items() if tp[0] == topic),
+        )
+        for line in log_path.read_text(errors="replace").splitlines():
+            if "reset with Kafka" in line:
+                print("  ", line)
+        return 0
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        world.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -256,8 +310,11 @@ def main() -> int:
     outage.add_argument("--port", type=int, default=19302)
     outage.add_argument("--down-s", type=float, default=60)
     outage.add_argument("--stack-sh", required=True)
+    reset = sub.add_parser("reset")
+    reset.add_argument("--port", type=int, default=19303)
+    reset.add_argument("--stack-sh", default=str(REPO / "deploy" / "stack.sh"))
     args = parser.parse_args()
-    return run_lag(args) if args.what == "lag" else run_outage(args)
+    return {"lag": run_lag, "outage": run_outage, "reset": run_reset}[args.what](args)
 
 
 if __name__ == "__main__":
