@@ -1,4 +1,4 @@
-"""Entry point: `python -m bench.run [--quick] [--profile]`. See bench/README.md.
+"""Entry point: `python -m bench.run [--quick] [--profile] [--security ...]`. See bench/README.md.
 
 Every scenario gets a fresh database and topic prefix, billy's ledger and relay as separate
 processes, and clients registered and funded before the clock starts. Throughput rounds
@@ -10,6 +10,7 @@ load, clients spread and one hot wallet. Prints a table; writes .state/bench/*.j
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -72,6 +73,29 @@ def _attempt(data: dict, what: str, run):
     raise AssertionError("unreachable")
 
 
+SECURITY_PROTOCOLS = {"plaintext": "PLAINTEXT", "sasl": "SASL_PLAINTEXT", "sasl_ssl": "SASL_SSL"}
+
+
+def security_stacks(spec: str, base: Settings, stack: Stack) -> dict[str, Stack]:
+    """`--security plaintext=127.0.0.1:19092,sasl,sasl_ssl`: one Stack per mode. A mode
+    without an address takes the environment's: BILLY_KAFKA_BOOTSTRAP for the mode the
+    environment is in, BILLY_KAFKA_SSL_BOOTSTRAP for sasl_ssl. SASL credentials and the CA
+    come from the environment (.state/stack.env of a secured stack, BILLY_STATE_DIR)."""
+    stacks = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        mode, _, address = item.partition("=")
+        if mode not in SECURITY_PROTOCOLS:
+            raise SystemExit(
+                f"--security: unknown mode {mode!r}; choose from plaintext, sasl, sasl_ssl"
+            )
+        if not address:
+            address = (base.kafka_ssl_bootstrap or "") if mode == "sasl_ssl" else stack.kafka
+        if not address:
+            raise SystemExit(f"--security: give {mode}=host:port (no address in the environment)")
+        stacks[mode] = dataclasses.replace(stack, kafka=address, protocol=SECURITY_PROTOCOLS[mode])
+    return stacks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke version (~2 min)")
@@ -80,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="store_true",
         help="py-spy the ledger and relay in the first batched run (if installed)",
+    )
+    parser.add_argument(
+        "--security",
+        metavar="MODE[=HOST:PORT],...",
+        help="throughput of the batched ledger per broker security mode (plaintext, sasl,"
+        " sasl_ssl), alternating in each round, instead of batched vs plain",
     )
     for name in ("clients", "commands", "rounds", "rate", "seconds", "partitions"):
         parser.add_argument(f"--{name}", type=int, help=f"override the profile's {name}")
@@ -139,6 +169,34 @@ def main(argv: list[str] | None = None) -> int:
     }
     data["disturbed"] = []
     clients = workload.client_ids(p["clients"])
+
+    if args.security and args.only in (None, "throughput"):
+        stacks = security_stacks(args.security, base, stack)
+        data["security_stacks"] = {m: s.kafka for m, s in stacks.items()}
+        commands = workload.mix(clients, p["commands"], seed=1)
+        by_mode: dict[str, list[dict]] = {m: [] for m in stacks}
+        for rnd in range(p["rounds"]):
+            modes = list(stacks)
+            modes = modes[rnd % len(modes) :] + modes[: rnd % len(modes)]
+            for mode in modes:
+                log.info("throughput round %d: %s (%d commands)", rnd + 1, mode, len(commands))
+
+                def one_mode(mode=mode):
+                    return _throughput_run(stacks[mode], mode, {}, clients, commands, p, log_dir)
+
+                figures = _attempt(data, f"throughput {mode} round {rnd + 1}", one_mode)
+                log.info("  -> %s cmd/s end to end (%s)", figures["commands_per_s"], mode)
+                by_mode[mode].append(figures)
+        medians = {m: report.median(r["commands_per_s"] for r in rs) for m, rs in by_mode.items()}
+        data["throughput_security"] = {
+            "commands": p["commands"],
+            "rounds": p["rounds"],
+            "by_mode": by_mode,
+            "median_cmd_s": medians,
+        }
+        for mode, median in medians.items():
+            print(f"throughput {mode:<10} median {median} cmd/s ({stacks[mode].kafka})")
+        args.only = "security-done"
 
     if args.only in (None, "throughput"):
         commands = workload.mix(clients, p["commands"], seed=1)

@@ -27,6 +27,9 @@ class Stack:
 
     kafka: str
     admin_db_url: str
+    # Kafka security.protocol for this stack's clients and roles (bench --security); None:
+    # whatever the environment / stack.env says. Credentials always come from there.
+    protocol: str | None = None
 
     @classmethod
     def from_env(cls) -> Stack:
@@ -57,7 +60,9 @@ class World:
         self.prefix = f"bench{tag}"
         base, _, _ = stack.admin_db_url.rpartition("/")
         self.db_url = f"{base}/{self.dbname}"
+        security = {"kafka_security_protocol": stack.protocol} if stack.protocol else {}
         self.settings = Settings(
+            **security,
             kafka_bootstrap=stack.kafka,
             database_url=self.db_url,
             topic_prefix=self.prefix,
@@ -85,6 +90,7 @@ class World:
             "BILLY_LEDGER_GROUP": s.ledger_group,
             "BILLY_TOPIC_PARTITIONS_MAX": str(s.topic_partitions_max),
             "BILLY_BALANCE_GATEWAY": "false",  # ledger benches run without Balance
+            "BILLY_KAFKA_SECURITY_PROTOCOL": s.kafka_security_protocol,
         }
 
     def count_processed(self) -> int:

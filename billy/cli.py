@@ -10,6 +10,8 @@
     billy balance TENANT CLIENT                    Balance ids, payers, contracts, invoices
     billy demo                                     a few clients funded, charged, held, refunded
     billy tail | decode | offsets | dlq | replay | rebuild    operator tools (billy/ops/cli.py)
+    billy tenants add|list|remove|rotate-token     onboarding: topics, credentials, ACLs, token
+    billy security init                            principals of the roles, billing, warehouse
 
 Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or settings (the field named).
 """
@@ -17,6 +19,7 @@ Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or settings (the field 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -24,6 +27,9 @@ from pydantic import ValidationError
 from billy.ops.cli import register as register_ops
 from billy.roles import ROLES, StartupError, run_roles
 from billy_core.settings import Settings, load
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 class _Context:
@@ -180,6 +186,112 @@ def demo(ctx: _Context, tenant: str) -> None:
     except StartupError as exc:
         click.echo(f"billy: {exc}", err=True)
         raise SystemExit(1) from None
+
+
+@main.group(help="Onboard and remove tenants: topics, Kafka credentials, ACLs, read tokens.")
+def tenants() -> None:
+    pass
+
+
+def _security_engine(ctx: _Context) -> Engine:
+    from billy_core import reads
+    from billy_core.store import migrate as migrations
+
+    migrations.upgrade(ctx.settings.sqlalchemy_url)
+    return reads.create_engine_for(ctx.settings, pool_size=1)
+
+
+@tenants.command(name="add", help="Create a tenant's topics, credentials, ACLs and read token.")
+@click.argument("name")
+@pass_context
+def tenants_add(ctx: _Context, name: str) -> None:
+    from billy_core.security import tenants as onboarding
+
+    try:
+        onboarding.check_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    engine = _security_engine(ctx)
+    try:
+        done = onboarding.add(ctx.settings, engine, name)
+    finally:
+        engine.dispose()
+    click.echo(f"tenant {name}: {done.acl_count} ACLs, topics ready")
+    click.echo("Shown once; hand them to the tenant's service through a secret store:")
+    click.echo(f"  kafka principal  {done.principal}  (SCRAM-SHA-512)")
+    click.echo(f"  kafka password   {done.password}")
+    click.echo(f"  read-API token   {done.token}")
+    if name not in ctx.settings.tenants:
+        click.echo(f"Add {name} to BILLY_TENANTS and restart the ledger to read its commands.")
+
+
+@tenants.command(name="list", help="Tenants: onboarded, configured, live read tokens.")
+@pass_context
+def tenants_list(ctx: _Context) -> None:
+    from billy_core.security import tenants as onboarding
+
+    engine = _security_engine(ctx)
+    try:
+        rows = onboarding.listing(ctx.settings, engine)
+    finally:
+        engine.dispose()
+    click.echo(f"{'tenant':<20} {'principal':<32} {'tokens':>6}  configured  onboarded")
+    for r in rows:
+        when = r.created_at.isoformat(timespec="seconds") if r.created_at else "-"
+        configured = "yes" if r.configured else "no"
+        click.echo(f"{r.tenant:<20} {r.principal:<32} {r.tokens_live:>6}  {configured:<10}  {when}")
+
+
+@tenants.command(name="remove", help="Revoke a tenant: ACLs, credentials, tokens (data kept).")
+@click.argument("name")
+@pass_context
+def tenants_remove(ctx: _Context, name: str) -> None:
+    from billy_core.security import tenants as onboarding
+
+    engine = _security_engine(ctx)
+    try:
+        gone = onboarding.remove(ctx.settings, engine, name)
+    finally:
+        engine.dispose()
+    click.echo(
+        f"tenant {name}: revoked {gone['acls']} ACLs, {gone['credentials']} credential,"
+        f" {gone['tokens']} tokens; topics and ledger kept"
+    )
+
+
+@tenants.command(name="rotate-token", help="A new read token; old ones valid --overlap-s more.")
+@click.argument("name")
+@click.option("--overlap-s", type=click.FloatRange(min=0), default=3600.0, show_default=True)
+@pass_context
+def tenants_rotate_token(ctx: _Context, name: str, overlap_s: float) -> None:
+    from billy_core.security import tenants as onboarding
+
+    engine = _security_engine(ctx)
+    try:
+        token = onboarding.rotate_token(engine, name, overlap_s)
+    finally:
+        engine.dispose()
+    click.echo(f"tenant {name}: new read-API token (shown once); old ones end in {overlap_s:g} s")
+    click.echo(f"  {token}")
+
+
+@main.group(help="Kafka principals of this deployment (needs BILLY_KAFKA_ADMIN_SASL_*).")
+def security() -> None:
+    pass
+
+
+@security.command(name="init", help="Principals and ACLs of the roles, billing and warehouse.")
+@click.option("--rotate", is_flag=True, help="New passwords for existing principals too")
+@pass_context
+def security_init(ctx: _Context, rotate: bool) -> None:
+    from billy_core.security import tenants as onboarding
+
+    made = onboarding.init_deployment(ctx.settings, rotate=rotate)
+    click.echo(f"principals of deployment {ctx.settings.topic_prefix}: ACLs granted")
+    if made:
+        click.echo("New passwords, shown once (set BILLY_KAFKA_SASL_USERNAME/PASSWORD per role):")
+    for principal, password in sorted(made.items()):
+        click.echo(f"  {principal:<32} {password}")
 
 
 register_ops(main, pass_context)

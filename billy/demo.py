@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from billy_core.kafka.config import client_security
 from billy_core.money import Money
 from billy_core.settings import Settings
 
@@ -95,10 +96,13 @@ def _story(settings: Settings, tenant: str) -> int:
     for thread in threads:
         thread.start()
     boot = settings.kafka_bootstrap
-    billy = BillyClient(boot, tenant, prefix=prefix)
-    admin = BillyAdminClient(boot, operator="demo-operator", prefix=prefix)
-    results = ResultReader(boot, tenant, f"{prefix}-demo", prefix=prefix)
-    admin_results = ResultReader.for_admin(boot, f"{prefix}-demo-admin", prefix=prefix)
+    sec = client_security(settings)  # the SDK takes SASL/TLS options as extra_config
+    billy = BillyClient(boot, tenant, prefix=prefix, extra_config=sec)
+    admin = BillyAdminClient(boot, operator="demo-operator", prefix=prefix, extra_config=sec)
+    results = ResultReader(boot, tenant, f"{prefix}-demo", prefix=prefix, extra_config=sec)
+    admin_results = ResultReader.for_admin(
+        boot, f"{prefix}-demo-admin", prefix=prefix, extra_config=sec
+    )
 
     def show(step: str, command_id: str, reader: ResultReader = results) -> None:
         r = reader.wait_for(command_id, timeout_s=_TIMEOUT_S)

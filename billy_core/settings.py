@@ -6,20 +6,26 @@ file written by `make up`). Names carry their unit last (`_ms`, `_s`, `_max`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STACK_ENV_FILE = REPO_ROOT / ".state" / "stack.env"
+# BILLY_STATE_DIR: a second local stack's folder (deploy/stack.sh); its stack.env is read.
+STATE_DIR = Path(os.environ.get("BILLY_STATE_DIR") or REPO_ROOT / ".state")
+STACK_ENV_FILE = STATE_DIR / "stack.env"
+# The local Kafka super user's credentials (BILLY_KAFKA_ADMIN_SASL_*), written by
+# `deploy/stack.sh up` in security mode sasl; only `billy tenants`/`billy security` use them.
+ADMIN_ENV_FILE = STATE_DIR / "kafka" / "secrets" / "admin.env"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BILLY_",
-        env_file=STACK_ENV_FILE,
+        env_file=(STACK_ENV_FILE, ADMIN_ENV_FILE),
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -30,6 +36,28 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql://billy@127.0.0.1:55432/billy", description="PostgreSQL URL (libpq form)"
     )
+    # --- kafka security (billy_core.kafka.config.client_security) ------------------------
+    # Each process authenticates as its own principal: one per role in production
+    # (BILLY_KAFKA_SASL_USERNAME per process); `billy run` and the local stack use one
+    # combined local principal (deploy/README.md, "Security").
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (SASL_* protocols)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="This process's Kafka principal")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Its SCRAM password")
+    kafka_ssl_ca_location: str | None = Field(
+        None, description="CA certificate (PEM file) that signed the broker's (SSL protocols)"
+    )
+    kafka_ssl_bootstrap: str | None = Field(
+        None, description="The broker's SASL_SSL listener, when another than kafka_bootstrap"
+    )
+    kafka_admin_sasl_username: str | None = Field(
+        None, description="Super user for `billy tenants`/`billy security` (never the roles)"
+    )
+    kafka_admin_sasl_password: SecretStr | None = Field(None, description="Its password")
     schema_registry_url: str | None = Field(
         None,
         description="When set: Confluent framing via the registry, not single-object encoding",
@@ -155,6 +183,17 @@ class Settings(BaseSettings):
     gateway_idle_s: float = Field(
         0.1, gt=0, le=10, description="How often an idle performer looks for new requests"
     )
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_sasl_username: kafka_security_protocol {self.kafka_security_protocol}"
+                " needs BILLY_KAFKA_SASL_USERNAME and BILLY_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     @property
     def gateway_group(self) -> str:

@@ -13,19 +13,23 @@
 #        deploy/stack.sh emulator-up|emulator-down|emulator-kill   (the Balance emulator)
 #        deploy/stack.sh kafka-tool <main class> [args...]   (CLI tools on the broker's jars)
 #
+# Security (deploy/README.md, "Security"): BILLY_KAFKA_SECURITY=sasl runs the broker with
+# SASL/SCRAM-SHA-512 (+ a SASL_SSL listener, stack-made CA) and deny-by-default ACLs;
+# BILLY_STATE_DIR runs a second, separate stack (with other ports) from another folder.
+#
 # Every subcommand is idempotent: `up` on a running stack only reports, `down` on a
 # stopped one does nothing.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-STATE="$ROOT/.state"
+STATE="${BILLY_STATE_DIR:-$ROOT/.state}"
 STACK_ENV="$STATE/stack.env"
 HOST=127.0.0.1  # the literal loopback address: never "localhost" or an empty host
 
 # --- Kafka settings ------------------------------------------------------------------
 KAFKA_DIR="$STATE/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_LIBS="$ROOT/.state/kafka/libs"  # shared by every state dir (BILLY_STATE_DIR)
 KAFKA_MARKER="$KAFKA_LIBS/.complete"       # written only after a successful copy
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
@@ -38,6 +42,21 @@ KAFKA_LOG4J="$HERE/kafka/log4j2.properties"
 KAFKA_TOOLS_LOG4J="$HERE/kafka/log4j2-tools.properties"
 KAFKA_PORT="${BILLY_KAFKA_PORT:-19092}"
 KAFKA_CPORT="${BILLY_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_SSL_PORT="${BILLY_KAFKA_SSL_PORT:-19094}"   # SASL_SSL listener (security mode sasl)
+# plaintext: one PLAINTEXT client listener, no authorizer. sasl: SASL/SCRAM-SHA-512 on
+# $KAFKA_PORT (SASL_PLAINTEXT, loopback) and $KAFKA_SSL_PORT (SASL_SSL), StandardAuthorizer,
+# deny by default; the controller listener stays PLAINTEXT on loopback (KRaft cannot use
+# SCRAM there) and its principal ANONYMOUS is a super user.
+KAFKA_SECURITY="${BILLY_KAFKA_SECURITY:-plaintext}"
+KAFKA_SECRETS="$KAFKA_DIR/secrets"          # mode 700; one <principal>.password per file
+KAFKA_TLS="$KAFKA_DIR/tls"                  # the stack's CA and the broker's certificate
+KAFKA_ADMIN_PROPS="$KAFKA_SECRETS/admin.properties"  # the super user, for the CLI tools
+KAFKA_SCRAM_MARKER="$KAFKA_DIR/scram-users"  # users made for this data dir
+KAFKA_LOCAL_ACL_MARKER="$KAFKA_DIR/local-acls"
+# The stack's own principals: the super user (billy's bootstrap: ACLs, credentials) and the
+# combined local principal every local role and test uses (stack.env).
+KAFKA_ADMIN_USER="admin"
+KAFKA_LOCAL_USER="billy"
 KAFKA_VERSION="${BILLY_KAFKA_VERSION:-}"   # empty: the version pinned in pom.xml
 KAFKA_HEAP="${BILLY_KAFKA_HEAP:--Xms128m -Xmx512m}"
 # broker.session.timeout.ms: 30 s keeps two busy cores from fencing the broker, but it
@@ -200,19 +219,108 @@ kafka_version() {
   printf '%s' "${j%.jar}"
 }
 
+kafka_check_security() {
+  [[ $KAFKA_SECURITY == plaintext || $KAFKA_SECURITY == sasl ]] ||
+    die "BILLY_KAFKA_SECURITY must be plaintext or sasl, not '$KAFKA_SECURITY'"
+}
+
+# A running broker keeps the mode it was started in (its server.properties says which);
+# stack.env must describe that broker, not the mode asked for now.
+kafka_running_mode() {
+  local pid
+  pid=$(kafka_pid) || return 0
+  local running=plaintext
+  grep -q '^authorizer.class.name=' "$KAFKA_PROPS" 2>/dev/null && running=sasl
+  if [[ $running != "$KAFKA_SECURITY" ]]; then
+    say "kafka: the running broker (pid $pid) is in security mode $running, not $KAFKA_SECURITY: restart it to switch (deploy/stack.sh kafka-down; kafka-up)" >&2
+    KAFKA_SECURITY=$running
+  fi
+}
+
+# A password made once at random (hex: no commas or quotes, which SCRAM and JAAS
+# configs cannot take), kept in .state/kafka/secrets/<name>.password (mode 600), never printed.
+kafka_secret() {
+  local f="$KAFKA_SECRETS/$1.password"
+  if [[ ! -s $f ]]; then
+    (umask 077 && mkdir -p "$KAFKA_SECRETS" &&
+      od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$f.tmp" && mv "$f.tmp" "$f")
+  fi
+  cat "$f"
+}
+
+# The stack's CA and the broker's certificate for 127.0.0.1 (made once with openssl):
+# tls/ca.pem is what clients trust (BILLY_KAFKA_SSL_CA_LOCATION); tls/broker.p12 the broker's
+# keystore (PKCS12, password in secrets/keystore.password). Private keys are mode 600.
+kafka_tls_make() {  # keystore password; run in a subshell
+  set -e
+  cd "$KAFKA_TLS"
+  umask 077
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+    -subj "/CN=billy local stack CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+  openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=$HOST"
+  printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' "$HOST" >broker.ext
+  openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.pem \
+    -days 825 -extfile broker.ext
+  # The password goes through a file descriptor: a command line is visible to every user.
+  openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+    -out broker.p12.tmp -passout fd:3 3<<<"$1"
+  mv broker.p12.tmp broker.p12
+  chmod 644 ca.pem
+  rm -f broker.csr broker.ext
+}
+
+kafka_tls_once() {
+  [[ -s $KAFKA_TLS/broker.p12 && -s $KAFKA_TLS/ca.pem ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found: the SASL_SSL listener's certificates are made with it (apt-get install -y openssl)"
+  local pw out
+  pw=$(kafka_secret keystore)
+  mkdir -p "$KAFKA_TLS"
+  chmod 700 "$KAFKA_TLS"
+  if ! out=$( (kafka_tls_make "$pw") 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "making the stack's CA and broker certificate with openssl failed (reset: rm -rf $KAFKA_TLS)"
+  fi
+  say "kafka: made a CA and a certificate for $HOST in $KAFKA_TLS (clients trust tls/ca.pem)"
+}
+
+# Client properties of the super user for Kafka's CLI tools (mode 600).
+kafka_admin_props() {
+  local pw
+  pw=$(kafka_secret "$KAFKA_ADMIN_USER")
+  (
+    umask 077
+    cat >"$KAFKA_ADMIN_PROPS.tmp" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$pw";
+EOF
+  )
+  mv "$KAFKA_ADMIN_PROPS.tmp" "$KAFKA_ADMIN_PROPS"
+}
+
 kafka_write_props() {
   mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+  local listeners="PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CPORT"
+  local inter=PLAINTEXT map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [[ $KAFKA_SECURITY == sasl ]]; then
+    listeners="SASL_PLAINTEXT://$HOST:$KAFKA_PORT,SASL_SSL://$HOST:$KAFKA_SSL_PORT,CONTROLLER://$HOST:$KAFKA_CPORT"
+    inter=SASL_PLAINTEXT map="CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+  fi
+  # Mode 600: in sasl mode the file holds the super user's and the keystore's passwords.
+  (umask 077 && : >"$KAFKA_PROPS")
+  chmod 600 "$KAFKA_PROPS"
   cat >"$KAFKA_PROPS" <<EOF
 # Written by deploy/stack.sh on every start; edit the script, not this file.
 # One node, KRaft, broker and controller in one process, loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$KAFKA_CPORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CPORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CPORT
+listeners=$listeners
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$inter
+listener.security.protocol.map=$map
 log.dirs=$KAFKA_DATA
 
 # A single node: every replication factor 1 and min ISR 1, or the group coordinator
@@ -245,6 +353,27 @@ log.cleaner.dedupe.buffer.size=16777216
 # killed one's session expires (BILLY_KAFKA_SESSION_TIMEOUT_MS).
 broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS
 EOF
+  [[ $KAFKA_SECURITY == sasl ]] || return 0
+  local admin_pw ks_pw
+  admin_pw=$(kafka_secret "$KAFKA_ADMIN_USER")
+  ks_pw=$(kafka_secret keystore)
+  cat >>"$KAFKA_PROPS" <<EOF
+
+# Security (BILLY_KAFKA_SECURITY=sasl): SCRAM-SHA-512 on both client listeners, TLS on
+# SASL_SSL, ACLs deny by default. The controller listener is PLAINTEXT on loopback only;
+# its principal ANONYMOUS must be a super user or the broker cannot register with it.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$admin_pw";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$KAFKA_TLS/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$ks_pw
+listener.name.sasl_ssl.ssl.key.password=$ks_pw
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$KAFKA_ADMIN_USER;User:ANONYMOUS
+EOF
 }
 
 # Format the data dir once; the cluster id is kept so a reset data dir gets the same one.
@@ -267,11 +396,64 @@ kafka_format_once() {
   fi
   say "kafka: formatting $KAFKA_DATA (cluster id $id)"
   local out
-  if ! out=$(kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$KAFKA_PROPS" 2>&1); then
+  local scram=()
+  if [[ $KAFKA_SECURITY == sasl ]]; then
+    local u
+    for u in "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER"; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(kafka_secret "$u")]")
+    done
+  fi
+  if ! out=$(kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$KAFKA_PROPS" "${scram[@]}" 2>&1); then
     printf '%s\n' "$out" >&2
     die "formatting the Kafka data dir failed (a half-formatted dir? reset: rm -rf .state/kafka/data)"
   fi
   printf '%s\n' "$KAFKA_CPORT" >"$KAFKA_FORMATTED_FILE"
+  rm -f "$KAFKA_LOCAL_ACL_MARKER"  # a new cluster has no ACLs yet
+  if [[ $KAFKA_SECURITY == sasl ]]; then
+    printf '%s\n' "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER" >"$KAFKA_SCRAM_MARKER"
+  else
+    : >"$KAFKA_SCRAM_MARKER"
+  fi
+}
+
+# A data dir formatted in plaintext mode has no SCRAM users: make them through the
+# controller listener (PLAINTEXT, loopback, principal ANONYMOUS = super user) once the
+# controller answers. Without the super user the broker cannot even talk to itself.
+kafka_scram_missing() {
+  local u
+  for u in "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER"; do
+    grep -qx "$u" "$KAFKA_SCRAM_MARKER" 2>/dev/null || return 0
+  done
+  return 1
+}
+
+kafka_scram_via_controller() {
+  local u
+  for u in "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER"; do
+    grep -qx "$u" "$KAFKA_SCRAM_MARKER" 2>/dev/null && continue
+    timeout 60 java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
+      -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.ConfigCommand --bootstrap-controller "$HOST:$KAFKA_CPORT" \
+      --alter --entity-type users --entity-name "$u" \
+      --add-config "SCRAM-SHA-512=[iterations=8192,password=$(kafka_secret "$u")]" >/dev/null 2>&1 || return 1
+    printf '%s\n' "$u" >>"$KAFKA_SCRAM_MARKER"
+    say "kafka: made SCRAM user $u through the controller listener (data dir formatted without it)"
+  done
+}
+
+# The combined local principal (stack.env): every topic, group and transactional id, and
+# creating topics; no ACL or credential changes (those stay with the super user). Local
+# only: tests use fresh topic prefixes, so it cannot be narrowed to one deployment.
+kafka_local_acls_once() {
+  [[ -f $KAFKA_LOCAL_ACL_MARKER ]] && return 0
+  local p="User:$KAFKA_LOCAL_USER" base=(--bootstrap-server "$HOST:$KAFKA_PORT" --command-config "$KAFKA_ADMIN_PROPS" --add --allow-principal)
+  kafka_java org.apache.kafka.tools.AclCommand "${base[@]}" "$p" --operation All \
+    --topic '*' --group '*' --transactional-id '*' >/dev/null ||
+    die "AclCommand could not grant the local principal $KAFKA_LOCAL_USER its ACLs"
+  kafka_java org.apache.kafka.tools.AclCommand "${base[@]}" "$p" --cluster \
+    --operation Create --operation Describe --operation DescribeConfigs --operation IdempotentWrite >/dev/null ||
+    die "AclCommand could not grant the local principal $KAFKA_LOCAL_USER its cluster ACLs"
+  : >"$KAFKA_LOCAL_ACL_MARKER"
+  say "kafka: granted the local principal $KAFKA_LOCAL_USER its ACLs (all topics, groups, transactional ids)"
 }
 
 is_our_kafka() {  # pid $1 is a live broker started on our server.properties
@@ -307,20 +489,25 @@ kafka_log_tail() {
 }
 
 kafka_metadata_ok() {
+  local auth=()
+  [[ $KAFKA_SECURITY == sasl ]] && auth=(--command-config "$KAFKA_ADMIN_PROPS")
   timeout 30 java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
     -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
-    --bootstrap-server "$HOST:$KAFKA_PORT" --list >/dev/null 2>&1
+    --bootstrap-server "$HOST:$KAFKA_PORT" "${auth[@]}" --list >/dev/null 2>&1
 }
 
 kafka_up() {
   need_java
+  kafka_check_security
   local pid owners p
   if pid=$(kafka_pid); then
     say "kafka: already running (pid $pid, $HOST:$KAFKA_PORT, rss $(rss_mib "$pid") MiB)"
     return 0
   fi
   rm -f "$KAFKA_PIDFILE"
-  for p in "$KAFKA_PORT" "$KAFKA_CPORT"; do
+  local ports=("$KAFKA_PORT" "$KAFKA_CPORT")
+  [[ $KAFKA_SECURITY == sasl ]] && ports+=("$KAFKA_SSL_PORT")
+  for p in "${ports[@]}"; do
     if owners=$(port_listeners "$p"); then
       for pid in $owners; do
         if is_our_kafka "$pid"; then  # our broker, pid file lost: adopt it
@@ -339,6 +526,10 @@ kafka_up() {
   done
 
   kafka_fetch
+  if [[ $KAFKA_SECURITY == sasl ]]; then
+    kafka_tls_once
+    kafka_admin_props
+  fi
   kafka_write_props
   kafka_format_once
 
@@ -365,6 +556,9 @@ kafka_up() {
       kafka_log_tail 40 >&2
       die "the Kafka broker exited during start-up (log above; full logs in $KAFKA_LOGS)"
     fi
+    if [[ $stage == port && $KAFKA_SECURITY == sasl ]] && kafka_scram_missing && port_accepts "$KAFKA_CPORT"; then
+      kafka_scram_via_controller || true
+    fi
     if [[ $stage == port ]] && port_accepts "$KAFKA_PORT"; then
       stage=metadata
     fi
@@ -377,7 +571,8 @@ kafka_up() {
     fi
     sleep 0.5
   done
-  say "kafka: ready in $((SECONDS - t0)) s (pid $pid, rss $(rss_mib "$pid") MiB)"
+  [[ $KAFKA_SECURITY == sasl ]] && kafka_local_acls_once
+  say "kafka: ready in $((SECONDS - t0)) s (pid $pid, rss $(rss_mib "$pid") MiB, security $KAFKA_SECURITY)"
 }
 
 kafka_wait_gone() {  # pid, seconds; exit 0 when gone
@@ -828,6 +1023,29 @@ env_lines() {
   printf 'BILLY_DATABASE_URL=%s\n' "$(env_value "$url")"
   printf 'BILLY_BALANCE_URL=%s\n' "$(env_value "http://$HOST:$BALANCE_PORT/xmlrpc")"
   printf 'BILLY_BALANCE_NOTIFY_URL=%s\n' "$(env_value "$BALANCE_NOTIFY_URL")"
+  [[ $KAFKA_SECURITY == sasl ]] || return 0
+  printf 'BILLY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT\n'
+  printf 'BILLY_KAFKA_SASL_MECHANISM=SCRAM-SHA-512\n'
+  printf 'BILLY_KAFKA_SASL_USERNAME=%s\n' "$KAFKA_LOCAL_USER"
+  printf 'BILLY_KAFKA_SSL_CA_LOCATION=%s\n' "$(env_value "$KAFKA_TLS/ca.pem")"
+  printf 'BILLY_KAFKA_SSL_BOOTSTRAP=%s\n' "$(env_value "$HOST:$KAFKA_SSL_PORT")"
+}
+
+# The super user's credentials for `billy tenants` / `billy security` (read by Settings as
+# BILLY_KAFKA_ADMIN_SASL_*; the roles never use them). Mode 600, never printed.
+write_admin_env() {
+  [[ $KAFKA_SECURITY == sasl ]] || { rm -f "$KAFKA_SECRETS/admin.env"; return 0; }
+  local pw
+  pw=$(kafka_secret "$KAFKA_ADMIN_USER")
+  (
+    umask 077
+    {
+      printf '# Written by deploy/stack.sh up: the Kafka super user, for billy tenants/security.\n'
+      printf 'BILLY_KAFKA_ADMIN_SASL_USERNAME=%s\n' "$KAFKA_ADMIN_USER"
+      printf 'BILLY_KAFKA_ADMIN_SASL_PASSWORD=%s\n' "$pw"
+    } >"$KAFKA_SECRETS/admin.env.tmp"
+  )
+  mv "$KAFKA_SECRETS/admin.env.tmp" "$KAFKA_SECRETS/admin.env"
 }
 
 write_env() {
@@ -841,12 +1059,19 @@ write_env() {
       printf '# Written by deploy/stack.sh up. Use: set -a; . .state/stack.env; set +a\n'
       env_lines
       printf 'BILLY_BALANCE_NOTIFY_SECRET=%s\n' "$(env_value "$secret")"
+      [[ $KAFKA_SECURITY == sasl ]] &&
+        printf 'BILLY_KAFKA_SASL_PASSWORD=%s\n' "$(kafka_secret "$KAFKA_LOCAL_USER")"
     } >"$STACK_ENV.tmp"
   )
   mv "$STACK_ENV.tmp" "$STACK_ENV"
+  write_admin_env
   say "env: $STACK_ENV"
   sed 's/^/  /' <(env_lines)
   say "  BILLY_BALANCE_NOTIFY_SECRET=(in the file only; kept in .state/balance/notify.secret)"
+  if [[ $KAFKA_SECURITY == sasl ]]; then
+    say "  BILLY_KAFKA_SASL_PASSWORD=(in the file only; kept in .state/kafka/secrets/)"
+    say "  the Kafka super user's credentials: $KAFKA_SECRETS/admin.env (for billy tenants / billy security)"
+  fi
 }
 
 usage() {
@@ -857,17 +1082,17 @@ main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
   case $cmd in
-    up) take_lock; pg_up; kafka_up; balance_up; write_env ;;
+    up) take_lock; kafka_check_security; kafka_running_mode; pg_up; kafka_up; balance_up; write_env ;;
     down) take_lock; balance_down TERM; kafka_down; pg_stop fast ;;
     status) kafka_status; pg_status; balance_status ;;
-    env) env_lines ;;
-    kafka-up) take_lock; kafka_up ;;
+    env) kafka_check_security; kafka_running_mode; env_lines ;;
+    kafka-up) take_lock; kafka_check_security; kafka_running_mode; kafka_up ;;
     kafka-down) take_lock; kafka_down ;;
     kafka-kill) take_lock; kafka_kill ;;
     pg-up) take_lock; pg_up ;;
     pg-down) take_lock; pg_stop fast ;;
     pg-kill) take_lock; pg_stop immediate ;;
-    emulator-up) take_lock; balance_up; write_env ;;
+    emulator-up) take_lock; kafka_running_mode; balance_up; write_env ;;
     emulator-down) take_lock; balance_down TERM ;;
     emulator-kill) take_lock; balance_down KILL ;;
     kafka-tool)

@@ -3,12 +3,13 @@
 Integration example (a tenant "autoru" with its own SASL principal)::
 
     from datetime import UTC, datetime, timedelta
-    from producers import BillyClient, ResultReader
+    from producers import BillyClient, ResultReader, sasl_config
 
-    sasl = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": "autoru", "sasl.password": PASSWORD}
-    billy = BillyClient("kafka:9092", "autoru", extra_config=sasl)
-    results = ResultReader("kafka:9092", "autoru", "autoru-billing", extra_config=sasl)
+    # The principal and password printed by `billy tenants add autoru`.
+    sasl = sasl_config("billy-tenant-autoru", PASSWORD, ca_location="/etc/kafka/ca.pem")
+    billy = BillyClient("kafka:9093", "autoru", extra_config=sasl)
+    # Group ids must start with "billy.autoru." (the tenant's group ACL).
+    results = ResultReader("kafka:9093", "autoru", "billy.autoru.billing", extra_config=sasl)
     billy.register_client("c-42", "Ivan Petrov", "ivan@example.com", wait=True)
     charge_id = billy.charge("c-42", "vas-top", 9900, "RUB", wait=True)  # 99.00 RUB
     result = results.wait_for(charge_id, timeout_s=30)  # TimeoutError if none in 30 s
@@ -38,6 +39,7 @@ Exceptions: see `producers.errors`.
 
 from billy_core.commands import InvalidCommand
 from billy_core.results import Code, Result, Status
+from producers._config import sasl_config
 from producers.client import BillyAdminClient, BillyClient
 from producers.errors import BillyClientError, DeliveryError, DeliveryFailure, ResultDecodeError
 from producers.reader import ResultReader
@@ -54,4 +56,5 @@ __all__ = [
     "ResultDecodeError",
     "ResultReader",
     "Status",
+    "sasl_config",
 ]

@@ -59,6 +59,32 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
+def sasl_config(
+    username: str,
+    password: str,
+    *,
+    protocol: str = "SASL_SSL",
+    ca_location: str | None = None,
+    mechanism: str = "SCRAM-SHA-512",
+) -> dict[str, Any]:
+    """The `extra_config` that authenticates a service as its own principal (what `billy
+    tenants add` printed): SCRAM over TLS by default; `ca_location` is the PEM file of the CA
+    that signed the broker's certificate when it is not in the system's store."""
+    if protocol not in ("SASL_SSL", "SASL_PLAINTEXT"):
+        raise ValueError(f"protocol: must be SASL_SSL or SASL_PLAINTEXT, got {protocol!r}")
+    if not username or not password:
+        raise ValueError("username, password: both are needed")
+    conf: dict[str, Any] = {
+        "security.protocol": protocol,
+        "sasl.mechanism": mechanism,
+        "sasl.username": username,
+        "sasl.password": password,
+    }
+    if ca_location:
+        conf["ssl.ca.location"] = ca_location
+    return conf
+
+
 def merged(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """`base` with `extra` over it; raises ValueError naming a protected option in `extra`."""
     conf = dict(base)

@@ -191,3 +191,9 @@ def pytest_terminal_summary(terminalreporter):
             "violations",
         ):
             terminalreporter.write_line(f"{key}: {summary.get(key)}")
+    # The isolation table of tests/integration/test_security.py (attempt, principal, outcome).
+    table = REPO / ".state" / "security-reports" / "isolation-latest.md"
+    if table.exists() and table.stat().st_mtime >= _SESSION_START:
+        terminalreporter.section("security: isolation on the secured broker")
+        for line in table.read_text().splitlines():
+            terminalreporter.write_line(line)

@@ -10,7 +10,9 @@
     GET /metrics          no auth; Prometheus exposition of the default registry
     GET /openapi.json, /docs
 
-Auth: `Authorization: Bearer <token>`; `settings.api_tokens` maps each token to one tenant.
+Auth: `Authorization: Bearer <token>`; a token reads one tenant: tokens made by `billy tenants
+add` / `rotate-token` (table `api_tokens`, stored hashed, billy_core.security.tokens), or the
+local ones of `settings.api_tokens` (BILLY_API_TOKENS).
 A missing or unknown token is 401. A token only sees its own tenant: any path of another
 tenant is 404 with the same body as a client that does not exist, so nothing tells a caller
 which other tenants or clients exist. Bad query values are 422 in FastAPI's usual shape
@@ -38,6 +40,7 @@ from sqlalchemy.engine import Engine
 from billy_core import reads
 from billy_core.api import models
 from billy_core.ops.health import HEALTH
+from billy_core.security import tokens as stored_tokens
 from billy_core.settings import Settings
 
 __all__ = ["create_app"]
@@ -86,6 +89,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         for token, tenant in tokens:
             if hmac.compare_digest(given, token):
                 found = tenant
+        if found is None and credentials.credentials.startswith("bt1."):
+            with engine.connect() as conn:  # hashed, compared in constant time
+                found = stored_tokens.tenant_of(conn, credentials.credentials)
         if found is None:
             raise _unauthorized()
         return found

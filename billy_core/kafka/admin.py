@@ -23,6 +23,7 @@ from billy_core.settings import Settings
 
 TOPICS_DIR = schemas_dir() / "topics"  # the repository's, or the installed wheel's copy
 DEFAULT_PREFIX = "billy"
+_NOT_AUTHORIZED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,8 @@ def topic_specs(settings: Settings, topics_dir: Path = TOPICS_DIR) -> list[Topic
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create every missing topic; return one line per topic saying what happened.
 
-    Raises KafkaException when the broker refuses for another reason than "exists".
+    Raises KafkaException when the broker refuses for another reason than "exists" or "not
+    authorized" (a role's least-privilege principal may not create topics).
     """
     admin = AdminClient(kafka_config.admin(settings), logger=KAFKA_LOG)
     specs = topic_specs(settings)
@@ -88,7 +90,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 futures[spec.name].result(timeout_s)
                 lines.append(f"created {spec.name} ({spec.partitions} partitions)")
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                code = exc.args[0].code()
+                if code in _NOT_AUTHORIZED:
+                    # A role's own principal sees and may create only what it needs; the
+                    # topics are made by `billy security init` / `billy tenants add`.
+                    lines.append(f"not authorized to create {spec.name}: left to the admin")
+                    continue
+                if code != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 lines.append(f"exists  {spec.name}")
     return lines

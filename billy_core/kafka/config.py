@@ -25,12 +25,43 @@ class KafkaSettings(Protocol):
 JAVA_COMPATIBLE_PARTITIONER = "murmur2_random"
 
 
+def client_security(settings: KafkaSettings) -> dict[str, Any]:
+    """The librdkafka options that authenticate this process (SASL) and check the broker
+    (TLS), from settings' `kafka_security_protocol`, `kafka_sasl_*` and `kafka_ssl_ca_location`.
+
+    Every config below includes it; a client built by hand (a test, a tool) adds it too.
+    Settings without these fields (the SDK's bootstrap-only stand-in) give {}: a service
+    passes its own SASL options as `extra_config` (see `producers.sasl_config`).
+    """
+    protocol = getattr(settings, "kafka_security_protocol", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return {}
+    conf: dict[str, Any] = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        password: Any = getattr(settings, "kafka_sasl_password", None)
+        conf["sasl.mechanism"] = getattr(settings, "kafka_sasl_mechanism", "SCRAM-SHA-512")
+        conf["sasl.username"] = getattr(settings, "kafka_sasl_username", None)
+        # A SecretStr in billy's Settings: its value leaves it only here, into librdkafka.
+        conf["sasl.password"] = (
+            password.get_secret_value() if hasattr(password, "get_secret_value") else password
+        )
+    if protocol.endswith("SSL"):
+        ca = getattr(settings, "kafka_ssl_ca_location", None)
+        if ca:
+            conf["ssl.ca.location"] = ca
+        # librdkafka checks the broker's name against its certificate by default; said here
+        # so nobody turns it off to "fix" a certificate error.
+        conf["ssl.endpoint.identification.algorithm"] = "https"
+    return conf
+
+
 def _common(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": client_id,
         # Two busy cores can stall the broker for seconds; do not give up on it early.
         "socket.timeout.ms": 30_000,
+        **client_security(settings),
     }
 
 
@@ -109,3 +140,14 @@ def reader(
 
 def admin(settings: KafkaSettings) -> dict[str, Any]:
     return _common(settings, "billy-admin")
+
+
+def super_admin(settings: Settings) -> dict[str, Any]:
+    """An admin client as the super user (`kafka_admin_sasl_*`), for `billy tenants` and
+    `billy security`: credentials and ACLs. Without those settings, the process's own
+    principal (which then needs ALTER on the cluster)."""
+    conf = admin(settings)
+    if settings.kafka_admin_sasl_username and settings.kafka_admin_sasl_password:
+        conf["sasl.username"] = settings.kafka_admin_sasl_username
+        conf["sasl.password"] = settings.kafka_admin_sasl_password.get_secret_value()
+    return conf

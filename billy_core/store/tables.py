@@ -364,3 +364,29 @@ gateway_outbox_shards = Table(
     Column("seq", BigInteger, nullable=False),
     PrimaryKeyConstraint("shard"),
 )
+
+
+# --- Security (migration 0006) ---------------------------------------------------------------
+# Tenants onboarded with `billy tenants add` (their Kafka principal), and the read API's
+# tokens: only a SHA-256 of each token's secret is kept, found by its public selector; a
+# rotated-out token keeps working until `expires_at` (billy_core.security.tokens).
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("principal", Text, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("tenant"),
+)
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("selector", Text, nullable=False),
+    Column("tenant", Text, nullable=False),
+    Column("secret_sha256", LargeBinary, nullable=False),
+    _now(),
+    Column("expires_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("selector"),
+    CheckConstraint("octet_length(secret_sha256) = 32", name="api_token_hash_size"),
+)
+Index("api_tokens_by_tenant", api_tokens.c.tenant)

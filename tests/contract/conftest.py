@@ -29,6 +29,31 @@ REPO = Path(__file__).resolve().parents[2]
 TOKENS = {"autoru": "token-autoru-contract", "realty": "token-realty-contract"}
 
 
+def kafka_security() -> dict[str, str]:
+    """The librdkafka options that authenticate a client to the stack's broker, read the way
+    an operator would: BILLY_KAFKA_* in the environment, else `.state/stack.env` (in
+    BILLY_STATE_DIR when set). {} for a PLAINTEXT broker. No billy import, on purpose."""
+    values: dict[str, str] = {}
+    path = Path(os.environ.get("BILLY_STATE_DIR") or REPO / ".state") / "stack.env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.startswith("BILLY_KAFKA_"):
+                values[key] = value.strip().strip("'")
+    values |= {k: v for k, v in os.environ.items() if k.startswith("BILLY_KAFKA_")}
+    protocol = values.get("BILLY_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        conf["sasl.mechanism"] = values.get("BILLY_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        conf["sasl.username"] = values["BILLY_KAFKA_SASL_USERNAME"]
+        conf["sasl.password"] = values["BILLY_KAFKA_SASL_PASSWORD"]
+    if protocol.endswith("SSL") and values.get("BILLY_KAFKA_SSL_CA_LOCATION"):
+        conf["ssl.ca.location"] = values["BILLY_KAFKA_SSL_CA_LOCATION"]
+    return conf
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,6 +81,7 @@ class Billy:
                 "partitioner": "murmur2_random",
                 "enable.idempotence": True,
                 "acks": "all",
+                **kafka_security(),
             }
         )
 
@@ -82,6 +108,7 @@ class Billy:
                 "group.id": f"contract-{uuid.uuid4().hex}",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
+                **kafka_security(),
             }
         )
         try:

@@ -37,7 +37,7 @@ KEYS = [f"client-{i}" for i in range(300)] + [
 
 @pytest.fixture(scope="module")
 def settings(stack) -> Settings:
-    return Settings.model_construct(kafka_bootstrap=stack["kafka"])
+    return Settings(kafka_bootstrap=stack["kafka"])  # SASL/TLS from the environment
 
 
 @pytest.fixture
@@ -101,7 +101,12 @@ def test_plain_producer_puts_keys_where_java_would(settings, names):
 
 def test_sdk_sends_each_client_to_its_java_partition(settings, names):
     clients = KEYS[:120] + KEYS[300:]
-    with BillyClient(settings.kafka_bootstrap, TENANT, prefix=names.prefix) as billy:
+    with BillyClient(
+        settings.kafka_bootstrap,
+        TENANT,
+        prefix=names.prefix,
+        extra_config=kafka_config.client_security(settings),
+    ) as billy:
         for client_id in clients:
             billy.charge(client_id, "vas", 100, "RUB")
         billy.flush(timeout_s=30)

@@ -7,6 +7,8 @@ says otherwise)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from billy_core import commands as c
 from billy_core.codec import decode_command, encode_result
 from billy_core.kafka import config as kafka_config
+from billy_core.kafka.config import client_security
 from billy_core.kafka.partitioner import java_partition
 from billy_core.kafka.topics import TopicNames
 from billy_core.results import Code, Result, Status
@@ -36,7 +39,7 @@ TENANT = "autoru"
 
 @pytest.fixture(scope="module")
 def settings(stack) -> Settings:
-    return Settings.model_construct(kafka_bootstrap=stack["kafka"])
+    return Settings(kafka_bootstrap=stack["kafka"])  # SASL/TLS from the environment
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,12 @@ def _read_all(settings, topic: str, count: int, timeout_s: float = 30.0) -> list
 def test_every_command_round_trips_through_kafka(settings, topics):
     expires_at = datetime(2030, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
     before_ms = time.time_ns() // 1_000_000
-    with BillyClient(settings.kafka_bootstrap, TENANT, prefix=topics.prefix) as billy:
+    with BillyClient(
+        settings.kafka_bootstrap,
+        TENANT,
+        prefix=topics.prefix,
+        extra_config=client_security(settings),
+    ) as billy:
         sent = [
             (
                 billy.register_client("c-1", "Ivan Petrov", "ivan@example.com", wait=True),
@@ -131,7 +139,10 @@ def test_every_command_round_trips_through_kafka(settings, topics):
 
 def test_adjust_goes_to_the_admin_topic_keyed_tenant_slash_client(settings, topics):
     with BillyAdminClient(
-        settings.kafka_bootstrap, operator="a.petrova", prefix=topics.prefix
+        settings.kafka_bootstrap,
+        operator="a.petrova",
+        prefix=topics.prefix,
+        extra_config=client_security(settings),
     ) as team:
         command_id = team.adjust(TENANT, "c-1", -250, "RUB", "double charge", wait=True)
     (record,) = _read_all(settings, topics.admin_commands, 1)
@@ -148,7 +159,7 @@ def test_delivery_to_a_missing_topic_is_raised(settings, topics):
         settings.kafka_bootstrap,
         TENANT,
         prefix=topics.prefix + "-missing",
-        extra_config={"delivery.timeout.ms": 3000},
+        extra_config={**client_security(settings), "delivery.timeout.ms": 3000},
     )
     with pytest.raises(DeliveryError) as info:
         client.charge("c-1", "vas", 100, "RUB", command_id="lost-1", wait=True, timeout_s=20)
@@ -200,6 +211,7 @@ def test_reader_waits_keeps_other_results_and_skips_aborted_ones(settings, topic
         f"g-{uuid.uuid4().hex}",
         prefix=topics.prefix,
         idle_timeout_s=1.0,
+        extra_config=client_security(settings),
     ) as reader:
         assert reader.wait_for("r-2", timeout_s=30) == _result("r-2", 2)
         assert reader.kept == 1  # r-1 was read on the way and kept
@@ -221,14 +233,25 @@ def test_commit_keeps_the_group_position(settings, topics):
     topic = topics.results(TENANT)
     _publish_results(settings, topic, committed=[_result("a"), _result("b")], aborted=[])
     group = f"g-{uuid.uuid4().hex}"
-    with ResultReader(settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix) as reader:
+    with ResultReader(
+        settings.kafka_bootstrap,
+        TENANT,
+        group,
+        prefix=topics.prefix,
+        extra_config=client_security(settings),
+    ) as reader:
         reader.commit()  # nothing read yet: a no-op, not an error
         assert reader.wait_for("b", timeout_s=30).command_id == "b"
         reader.commit()  # wait_for moves no group position: still a no-op
         assert reader.poll(30).command_id == "a"
         reader.commit()
     with ResultReader(
-        settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix, idle_timeout_s=3
+        settings.kafka_bootstrap,
+        TENANT,
+        group,
+        prefix=topics.prefix,
+        idle_timeout_s=3,
+        extra_config=client_security(settings),
     ) as again:
         assert [r.command_id for r in again] == ["b"]
 
@@ -237,9 +260,10 @@ def test_commit_keeps_the_group_position(settings, topics):
 # never sends the group a LeaveGroup, so the broker keeps it as a member until its session
 # times out (librdkafka's default, 45 s).
 _MEMBER = """
-import sys, time
+import json, os, sys, time
 from producers.reader import ResultReader
-reader = ResultReader(sys.argv[1], "autoru", sys.argv[2], prefix=sys.argv[3])
+security = json.loads(os.environ.get("SDK_TEST_SECURITY", "{}"))
+reader = ResultReader(sys.argv[1], "autoru", sys.argv[2], prefix=sys.argv[3], extra_config=security)
 deadline = time.monotonic() + 30
 while not reader._consumer.assignment() and time.monotonic() < deadline:
     reader.poll(0.5)
@@ -252,7 +276,15 @@ def test_wait_for_after_a_restart_without_close(settings, topics):
     topic = topics.results(TENANT)
     group = f"g-{uuid.uuid4().hex}"
     member = subprocess.Popen(
-        [sys.executable, "-c", _MEMBER, settings.kafka_bootstrap, group, topics.prefix],
+        [
+            sys.executable,
+            "-c",
+            _MEMBER,
+            settings.kafka_bootstrap,
+            group,
+            topics.prefix,
+        ],
+        env={**os.environ, "SDK_TEST_SECURITY": json.dumps(client_security(settings))},
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
@@ -265,7 +297,13 @@ def test_wait_for_after_a_restart_without_close(settings, topics):
     # One result published while the service was down, one after it came back.
     _publish_results(settings, topic, committed=[_result("before-restart")], aborted=[])
     started = time.monotonic()
-    with ResultReader(settings.kafka_bootstrap, TENANT, group, prefix=topics.prefix) as reader:
+    with ResultReader(
+        settings.kafka_bootstrap,
+        TENANT,
+        group,
+        prefix=topics.prefix,
+        extra_config=client_security(settings),
+    ) as reader:
         assert reader.wait_for("before-restart", timeout_s=20).command_id == "before-restart"
         _publish_results(settings, topic, committed=[_result("after-restart")], aborted=[])
         assert reader.wait_for("after-restart", timeout_s=20).command_id == "after-restart"
@@ -289,7 +327,11 @@ def _clients_on_every_partition(partitions: int) -> list[str]:
 def test_wait_for_with_two_instances_in_one_group(settings, topics, partitions):
     topic = topics.results(TENANT)
     group = f"g-{uuid.uuid4().hex}"
-    kw = {"prefix": topics.prefix, "idle_timeout_s": 1.0}
+    kw = {
+        "prefix": topics.prefix,
+        "idle_timeout_s": 1.0,
+        "extra_config": client_security(settings),
+    }
     with (
         ResultReader(settings.kafka_bootstrap, TENANT, group, **kw) as first,
         ResultReader(settings.kafka_bootstrap, TENANT, group, **kw) as second,

@@ -47,7 +47,7 @@ _NOT_SOURCES = shutil.ignore_patterns(
 
 # Runs in the fresh virtualenv, isolated (-I: no cwd, PYTHONPATH or user site on sys.path).
 _SDK_SCRIPT = """
-import importlib.util, json, sys
+import importlib.util, json, os, sys
 from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 import billy_core, producers
@@ -55,10 +55,12 @@ from billy_core.codec.schemas import schemas_dir
 from producers import BillyClient, ResultReader
 
 bootstrap, prefix = sys.argv[1], sys.argv[2]
-with BillyClient(bootstrap, "autoru", prefix=prefix) as billy:
+security = json.loads(os.environ.get("SDK_TEST_SECURITY", "{}"))  # SASL options, if any
+with BillyClient(bootstrap, "autoru", prefix=prefix, extra_config=security) as billy:
     command_id = billy.register_client("c-1", "Ivan Petrov", "ivan@example.com", wait=True)
 consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sdk-wheel-check",
-                     "enable.auto.commit": False, "isolation.level": "read_committed"})
+                     "enable.auto.commit": False, "isolation.level": "read_committed",
+                     **security})
 consumer.assign([TopicPartition(prefix + ".autoru.commands", 0, 0)])
 msg = None
 for _ in range(60):
@@ -68,7 +70,8 @@ for _ in range(60):
 consumer.close()
 from billy_core.codec import decode_command
 command = decode_command(msg.value())
-with ResultReader(bootstrap, "autoru", "sdk-wheel-check", prefix=prefix) as reader:
+with ResultReader(bootstrap, "autoru", "sdk-wheel-check", prefix=prefix,
+                  extra_config=security) as reader:
     result = reader.wait_for("r-wheel", timeout_s=20)
 print(json.dumps({
     "command_id": command_id,
@@ -125,7 +128,7 @@ def test_wheel_carries_the_schemas_topic_descriptions_and_py_typed(wheel):
 
 @pytest.fixture
 def topics(stack):
-    settings = Settings.model_construct(kafka_bootstrap=stack["kafka"])
+    settings = Settings(kafka_bootstrap=stack["kafka"])  # SASL/TLS from the environment
     admin = AdminClient(kafka_config.admin(settings))
     names = TopicNames(f"t{uuid.uuid4().hex[:12]}")
     wanted = [names.commands(TENANT), names.results(TENANT)]
@@ -167,8 +170,18 @@ def test_installed_sdk_sends_a_command_and_reads_a_result(wheel, topics, tmp_pat
     assert producer.flush(30) == 0
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BILLY_", "PYTHON"))}
+    # The broker's credentials through the environment: a command line is visible to all.
+    env["SDK_TEST_SECURITY"] = json.dumps(kafka_config.client_security(settings))
     out = _run(
-        [python, "-I", "-c", _SDK_SCRIPT, settings.kafka_bootstrap, names.prefix, *SERVER_ONLY],
+        [
+            python,
+            "-I",
+            "-c",
+            _SDK_SCRIPT,
+            settings.kafka_bootstrap,
+            names.prefix,
+            *SERVER_ONLY,
+        ],
         90,
         cwd=tmp_path,
         env=env,
