@@ -111,6 +111,37 @@ for _role in ROLES:
     main.add_command(_role_command(_role))
 
 
+@main.command(
+    name="resume-partition",
+    help="Resume a partition the poison cap paused: its records up to the partition's end"
+    " now are applied or dead-lettered without the cap (nothing is skipped).",
+)
+@click.argument("topic")
+@click.argument("partition", type=click.IntRange(min=0))
+@click.option("--group", default=None, help="consumer group (default: BILLY_LEDGER_GROUP)")
+@pass_context
+def resume_partition(ctx: _Context, topic: str, partition: int, group: str | None) -> None:
+    import psycopg
+    from confluent_kafka import Consumer, TopicPartition
+
+    from billy_core.kafka import config as kafka_config
+    from billy_core.stream import positions
+
+    settings = ctx.settings
+    group = group or settings.ledger_group
+    consumer = Consumer(kafka_config.reader(settings, group_id=f"{group}-resume"))
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+    finally:
+        consumer.close()
+    with psycopg.connect(settings.database_url) as conn:
+        through = positions.request_resume(conn, group, topic, partition, high)
+    click.echo(
+        f"{topic}/{partition}: group {group} resumes within a few seconds; records below offset"
+        f" {through} are applied or dead-lettered without the poison cap"
+    )
+
+
 @main.command(help="Apply database migrations (once, under a lock).")
 @pass_context
 def migrate(ctx: _Context) -> None:

@@ -8,13 +8,24 @@ naming the field and the reason. Times are integer milliseconds since the epoch 
 from __future__ import annotations
 
 import hashlib
-import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from billy_core.limits import ID_CHARS_MAX, NAME_CHARS_MAX, OPERATOR_CHARS_MAX, REASON_CHARS_MAX
+from billy_core.limits import (
+    CODE_CHARS_MAX,
+    ID_CHARS_MAX,
+    NAME_CHARS_MAX,
+    OPERATOR_CHARS_MAX,
+    PAYER_FIELD_CHARS_MAX,
+    PAYMENT_TERM_DAYS_MAX,
+    PHONE_CHARS_MAX,
+    REASON_CHARS_MAX,
+    TIMESTAMP_MS_MAX,
+)
 from billy_core.money import MoneyError, check_amount, check_currency
+from billy_core.text import echo, has_control_chars
 
-# Kept under their old names for the SDK's users.
+# Kept under their old names for the SDK's users (`has_control_chars` lives in billy_core.text).
 ID_LEN_MAX = ID_CHARS_MAX
 NAME_LEN_MAX = NAME_CHARS_MAX
 REASON_LEN_MAX = REASON_CHARS_MAX
@@ -183,8 +194,7 @@ PAYER_FIELDS = {
     ),
 }
 """The payer fields billy passes to Balance, per payer type, as Balance names them."""
-PHONE_CHARS_MAX = 64
-PAYMENT_TERM_DAYS_MAX = 365
+PAYMENT_TYPES = frozenset({"prepay", "postpay"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,124 +217,137 @@ def expire_command_id(client_id: str, hold_id: str) -> str:
     return EXPIRE_COMMAND_PREFIX + digest
 
 
-def _check_id(value: str | None, field_name: str) -> None:
-    if not isinstance(value, str) or not 1 <= len(value) <= ID_LEN_MAX:
-        raise InvalidCommand(f"{field_name}: must be 1..{ID_LEN_MAX} characters")
-    _check_text(value, field_name)
+def _check_id(value: object, field_name: str) -> None:
+    _check_text(value, field_name, ID_CHARS_MAX)
 
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def has_control_chars(value: str) -> bool:
-    """True for text PostgreSQL cannot store (NUL) or that has no place in an id or a name."""
-    return _CONTROL_CHARS.search(value) is not None
-
-
-def _check_text(value: str, field_name: str) -> None:
+def _check_text(value: object, field_name: str, chars_max: int, *, chars_min: int = 1) -> None:
+    """A text field: a str of chars_min..chars_max code points without control characters.
+    The length is checked first, so nothing is scanned or quoted beyond the bound."""
+    if not isinstance(value, str) or not chars_min <= len(value) <= chars_max:
+        raise InvalidCommand(f"{field_name}: must be {chars_min}..{chars_max} characters")
     if has_control_chars(value):
         raise InvalidCommand(f"{field_name}: must not contain control characters")
+
+
+def _check_choice(value: object, field_name: str, choices: Collection[str]) -> None:
+    """A closed-set word (payer type, payment type): one of `choices`, quoted short if not."""
+    if not isinstance(value, str) or len(value) > CODE_CHARS_MAX or value not in choices:
+        known = ", ".join(repr(c) for c in sorted(choices))
+        raise InvalidCommand(f"{field_name}: must be one of {known}, got {echo(value)}")
+
+
+def _check_time(value: object, field_name: str) -> None:
+    """A timestamp-millis field: an int of 0..TIMESTAMP_MS_MAX (1970 .. the year 9999)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidCommand(f"{field_name}: must be an integer of milliseconds")
+    if not 0 <= value <= TIMESTAMP_MS_MAX:
+        raise InvalidCommand(
+            f"{field_name}: must be 0..{TIMESTAMP_MS_MAX} ms since the epoch, got {value}"
+        )
 
 
 def validate(command: Command, *, admin: bool = False) -> None:
     """Raise InvalidCommand naming the first bad field; return None when the command is sound.
 
+    Pure, and first: a command reaches PostgreSQL only after this. Every text field of every
+    body has a length bound (code points) checked before anything else looks at it, and no
+    control characters (`billy_core.text.has_control_chars`); every number has a range; a
+    message quotes at most a short, escaped prefix of a bad value (`billy_core.text.echo`).
+    The rules are published in `schemas/limits.json`.
+
     `admin` is True for records from `billy.admin.commands`, the only place `Adjust` is allowed.
     """
     _check_id(command.command_id, "command_id")
     _check_id(command.client_id, "client_id")
+    _check_time(command.issued_at_ms, "issued_at")
     body = command.body
     if admin and not isinstance(body, Adjust):
         raise InvalidCommand(
             f"body: billy.admin.commands takes Adjust only, got {type(body).__name__}"
         )
     try:
-        match body:
-            case RegisterClient() | UpdateClient():
-                if not body.name or len(body.name) > NAME_LEN_MAX:
-                    raise InvalidCommand(f"body.name: must be 1..{NAME_LEN_MAX} characters")
-                if "@" not in body.email or len(body.email) > NAME_LEN_MAX:
-                    raise InvalidCommand("body.email: must be an e-mail address")
-                _check_text(body.name, "body.name")
-                _check_text(body.email, "body.email")
-                if body.phone is not None:
-                    if not body.phone or len(body.phone) > PHONE_CHARS_MAX:
-                        raise InvalidCommand(f"body.phone: must be 1..{PHONE_CHARS_MAX} characters")
-                    _check_text(body.phone, "body.phone")
-                if isinstance(body, RegisterClient):
-                    check_currency(body.currency, "body.currency")
-            case Charge():
-                _check_id(body.product_id, "body.product_id")
-                check_amount(body.amount_minor, "body.amount_minor")
-                check_currency(body.currency, "body.currency")
-            case Hold():
-                _check_id(body.hold_id, "body.hold_id")
-                _check_id(body.product_id, "body.product_id")
-                check_amount(body.amount_minor, "body.amount_minor")
-                check_currency(body.currency, "body.currency")
-            case ConfirmHold():
-                _check_id(body.hold_id, "body.hold_id")
-                if body.amount_minor is not None:
-                    check_amount(body.amount_minor, "body.amount_minor")
-            case ReleaseHold() | ExpireHold():
-                _check_id(body.hold_id, "body.hold_id")
-            case Refund():
-                _check_id(body.charge_command_id, "body.charge_command_id")
-                if body.amount_minor is not None:
-                    check_amount(body.amount_minor, "body.amount_minor")
-            case Adjust():
-                if not admin:
-                    raise InvalidCommand("body: Adjust is accepted on billy.admin.commands only")
-                check_amount(body.amount_minor, "body.amount_minor", signed=True)
-                check_currency(body.currency, "body.currency")
-                if not body.reason or len(body.reason) > REASON_CHARS_MAX:
-                    raise InvalidCommand(f"body.reason: must be 1..{REASON_CHARS_MAX} characters")
-                _check_text(body.reason, "body.reason")
-                if not body.operator or len(body.operator) > OPERATOR_CHARS_MAX:
-                    raise InvalidCommand(
-                        f"body.operator: must be 1..{OPERATOR_CHARS_MAX} characters (who adjusts)"
-                    )
-                _check_text(body.operator, "body.operator")
-            case RequestInvoice() | TransferCredit():
-                check_amount(body.amount_minor, "body.amount_minor")
-                check_currency(body.currency, "body.currency")
-                if isinstance(body, RequestInvoice) and body.payer_id:
-                    _check_id(body.payer_id, "body.payer_id")
-                if body.contract_id is not None:
-                    _check_id(body.contract_id, "body.contract_id")
-            case UpsertPayer():
-                if body.payer_id is not None:
-                    _check_id(body.payer_id, "body.payer_id")
-                if body.type not in PAYER_FIELDS:
-                    raise InvalidCommand("body.type: must be 'ph' or 'ur'")
-                for name, value in body.fields.items():
-                    if name not in PAYER_FIELDS[body.type]:
-                        known = ", ".join(sorted(PAYER_FIELDS[body.type]))
-                        raise InvalidCommand(
-                            f"body.fields: {name[:32]!r} is not a field of a {body.type!r} payer"
-                            f" (known: {known})"
-                        )
-                    if not isinstance(value, str) or len(value) > NAME_LEN_MAX:
-                        raise InvalidCommand(
-                            f"body.fields.{name}: must be at most {NAME_LEN_MAX} characters"
-                        )
-                    _check_text(value, f"body.fields.{name}")
-            case UpsertContract():
-                if body.contract_id is not None:
-                    _check_id(body.contract_id, "body.contract_id")
-                _check_id(body.payer_id, "body.payer_id")
-                if body.payment_type not in ("prepay", "postpay"):
-                    raise InvalidCommand("body.payment_type: must be 'prepay' or 'postpay'")
-                check_currency(body.currency, "body.currency")
-                if body.payment_type == "prepay" and body.credit_limit_minor is not None:
-                    raise InvalidCommand("body.credit_limit_minor: only a postpay contract has one")
-                if body.credit_limit_minor is not None:
-                    check_amount(body.credit_limit_minor, "body.credit_limit_minor")
-                if body.payment_term_days is not None and not (
-                    1 <= body.payment_term_days <= PAYMENT_TERM_DAYS_MAX
-                ):
-                    raise InvalidCommand(
-                        f"body.payment_term_days: must be 1..{PAYMENT_TERM_DAYS_MAX}"
-                    )
+        _check_body(body, admin)
     except MoneyError as exc:
         raise InvalidCommand(str(exc)) from None
+
+
+def _check_body(body: Body, admin: bool) -> None:
+    match body:
+        case RegisterClient() | UpdateClient():
+            _check_text(body.name, "body.name", NAME_CHARS_MAX)
+            _check_text(body.email, "body.email", NAME_CHARS_MAX)
+            if "@" not in body.email:
+                raise InvalidCommand("body.email: must be an e-mail address")
+            if body.phone is not None:
+                _check_text(body.phone, "body.phone", PHONE_CHARS_MAX)
+            if isinstance(body, RegisterClient):
+                check_currency(body.currency, "body.currency")
+        case Charge():
+            _check_id(body.product_id, "body.product_id")
+            check_amount(body.amount_minor, "body.amount_minor")
+            check_currency(body.currency, "body.currency")
+        case Hold():
+            _check_id(body.hold_id, "body.hold_id")
+            _check_id(body.product_id, "body.product_id")
+            check_amount(body.amount_minor, "body.amount_minor")
+            check_currency(body.currency, "body.currency")
+            _check_time(body.expires_at_ms, "body.expires_at")
+        case ConfirmHold():
+            _check_id(body.hold_id, "body.hold_id")
+            if body.amount_minor is not None:
+                check_amount(body.amount_minor, "body.amount_minor")
+        case ReleaseHold() | ExpireHold():
+            _check_id(body.hold_id, "body.hold_id")
+        case Refund():
+            _check_id(body.charge_command_id, "body.charge_command_id")
+            if body.amount_minor is not None:
+                check_amount(body.amount_minor, "body.amount_minor")
+        case Adjust():
+            if not admin:
+                raise InvalidCommand("body: Adjust is accepted on billy.admin.commands only")
+            check_amount(body.amount_minor, "body.amount_minor", signed=True)
+            check_currency(body.currency, "body.currency")
+            _check_text(body.reason, "body.reason", REASON_CHARS_MAX)
+            if body.operator is None or body.operator == "":
+                raise InvalidCommand(
+                    f"body.operator: must be 1..{OPERATOR_CHARS_MAX} characters (who adjusts)"
+                )
+            _check_text(body.operator, "body.operator", OPERATOR_CHARS_MAX)
+        case RequestInvoice() | TransferCredit():
+            check_amount(body.amount_minor, "body.amount_minor")
+            check_currency(body.currency, "body.currency")
+            if isinstance(body, RequestInvoice):  # "" means the client's remembered payer
+                _check_text(body.payer_id, "body.payer_id", ID_CHARS_MAX, chars_min=0)
+            if body.contract_id is not None:
+                _check_id(body.contract_id, "body.contract_id")
+        case UpsertPayer():
+            if body.payer_id is not None:
+                _check_id(body.payer_id, "body.payer_id")
+            _check_choice(body.type, "body.type", PAYER_FIELDS)
+            known = PAYER_FIELDS[body.type]
+            if not isinstance(body.fields, dict):
+                raise InvalidCommand("body.fields: must be a map of strings")
+            for name, value in body.fields.items():
+                if not isinstance(name, str) or name not in known:
+                    raise InvalidCommand(
+                        f"body.fields: {echo(name)} is not a field of a {body.type!r} payer"
+                        f" (known: {', '.join(sorted(known))})"
+                    )
+                _check_text(value, f"body.fields.{name}", PAYER_FIELD_CHARS_MAX, chars_min=0)
+        case UpsertContract():
+            if body.contract_id is not None:
+                _check_id(body.contract_id, "body.contract_id")
+            _check_id(body.payer_id, "body.payer_id")
+            _check_choice(body.payment_type, "body.payment_type", PAYMENT_TYPES)
+            check_currency(body.currency, "body.currency")
+            if body.payment_type == "prepay" and body.credit_limit_minor is not None:
+                raise InvalidCommand("body.credit_limit_minor: only a postpay contract has one")
+            if body.credit_limit_minor is not None:
+                check_amount(body.credit_limit_minor, "body.credit_limit_minor")
+            if body.payment_term_days is not None and (
+                isinstance(body.payment_term_days, bool)
+                or not isinstance(body.payment_term_days, int)
+                or not 1 <= body.payment_term_days <= PAYMENT_TERM_DAYS_MAX
+            ):
+                raise InvalidCommand(f"body.payment_term_days: must be 1..{PAYMENT_TERM_DAYS_MAX}")

@@ -4,7 +4,9 @@
 trying again help? Connection-level trouble (the server restarting, a dropped socket, the
 pool empty for too long, a deadlock or serialization failure) is transient. Everything else
 (a value PostgreSQL refuses, an index row too large, a broken constraint) is permanent:
-retrying the same statement would fail the same way forever.
+retrying the same statement would fail the same way forever. A permanent error says whether
+the values written caused it (`caused_by_data`): the stream engine then finds the record
+that carried them and dead-letters it alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from billy_core.errors import PermanentDatabaseError, TransientError
 _TRANSIENT_CLASSES = ("08", "53", "57")  # connection, insufficient resources, operator intervention
 _TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock wait
 _PERMANENT_IN_TRANSIENT_CLASSES = frozenset({"57014"})  # query_canceled by statement_timeout
+# Refusals about the values written, so about the record that carried them: data exception
+# (a NUL, a value too long, out of range), integrity constraint (a CHECK), program limit
+# exceeded (an index row too large).
+_DATA_CLASSES = ("22", "23", "54")
 
 
 def classify(exc: BaseException) -> TransientError | PermanentDatabaseError | None:
@@ -30,13 +36,19 @@ def classify(exc: BaseException) -> TransientError | PermanentDatabaseError | No
     if state is None:  # raised by the client: no server answer at all
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             return TransientError(f"PostgreSQL unreachable: {_first_line(exc)}")
-        return PermanentDatabaseError(_first_line(exc))
+        # e.g. DataError "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+        by_data = isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+        return PermanentDatabaseError(_first_line(exc), caused_by_data=by_data)
     transient = state in _TRANSIENT_CODES or (
         state[:2] in _TRANSIENT_CLASSES and state not in _PERMANENT_IN_TRANSIENT_CLASSES
     )
     if transient:
         return TransientError(f"PostgreSQL {state}: {_first_line(exc)}")
-    return PermanentDatabaseError(f"PostgreSQL {state}: {_first_line(exc)}", sqlstate=state)
+    return PermanentDatabaseError(
+        f"PostgreSQL {state}: {_first_line(exc)}",
+        sqlstate=state,
+        caused_by_data=state[:2] in _DATA_CLASSES,
+    )
 
 
 def is_transient(exc: BaseException) -> bool:

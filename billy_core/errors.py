@@ -34,8 +34,16 @@ class TransientError(BillyError):
 
 
 class PermanentDatabaseError(BillyError):
-    """PostgreSQL refused a statement in a way that repeats on every attempt."""
+    """PostgreSQL refused a statement in a way that repeats on every attempt.
 
-    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+    `caused_by_data`: the refusal is about the values written (a data exception, a broken
+    constraint, an index row too large: SQLSTATE classes 22, 23, 54, or the driver refusing
+    a value before sending it), so the record that carried them is the culprit; otherwise
+    it is about billy itself (a missing table, a privilege, a bug in a statement)."""
+
+    def __init__(
+        self, message: str, sqlstate: str | None = None, *, caused_by_data: bool = False
+    ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+        self.caused_by_data = caused_by_data

@@ -17,9 +17,11 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_outbox_backlog | gauge | | rows waiting in the outbox (relay's view) |
 | billy_relay_published_total | counter | topic_kind | records published by the relay |
 | billy_relay_transaction_seconds | histogram | | one relay Kafka transaction |
+| billy_relay_oversized_total | counter | topic_kind | records too large for the broker: stand-ins |
 | billy_hold_expiries_total | counter | | ExpireHold commands sent by the sweeper |
 | billy_misrouted_records_total | counter | role | records off their key's partition |
 | billy_partitions_paused_total | counter | role | partitions paused by the poison cap |
+| billy_partitions_paused_now | gauge | role | partitions paused by the poison cap now (alert: > 0) |
 | billy_balance_calls_total | counter | method, outcome | Balance calls by outcome (transport) |
 | billy_balance_call_seconds | histogram | method | one Balance call, sent to answered (or failed) |
 | billy_balance_requests_total | counter | kind, code | Balance commands the gateway finished |
@@ -59,6 +61,11 @@ relay_published = Counter(
 relay_transaction_seconds = Histogram(
     "billy_relay_transaction_seconds", "One relay Kafka transaction", buckets=_LATENCY_BUCKETS_S
 )
+relay_oversized = Counter(
+    "billy_relay_oversized_total",
+    "Records too large for the broker, sent as bounded stand-ins",
+    ["topic_kind"],
+)
 hold_expiries = Counter("billy_hold_expiries_total", "ExpireHold commands sent by the sweeper")
 misrouted_records = Counter(
     "billy_misrouted_records_total",
@@ -67,6 +74,9 @@ misrouted_records = Counter(
 )
 partitions_paused = Counter(
     "billy_partitions_paused_total", "Partitions paused by the poison cap", ["role"]
+)
+partitions_paused_now = Gauge(
+    "billy_partitions_paused_now", "Partitions paused by the poison cap now", ["role"]
 )
 balance_calls = Counter(
     "billy_balance_calls_total", "Balance calls by method and outcome", ["method", "outcome"]
@@ -113,5 +123,8 @@ def export_zero(roles: tuple[str, ...], tenants: tuple[str, ...]) -> None:
         duplicates.labels(tenant)
     for kind in TOPIC_KINDS:
         relay_published.labels(kind)
+        relay_oversized.labels(kind)
+    for role in roles:
+        partitions_paused_now.labels(role)
     for dependency in ("kafka", "postgresql"):
         dependency_up.labels(dependency)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from billy_core.text import echo
+
 AMOUNT_MINOR_MAX = 10**13
 """The largest amount a single command may carry (DESIGN.md: amounts are > 0 and <= 10^13)."""
 
@@ -20,14 +22,17 @@ SUPPORTED_CURRENCIES = frozenset({"RUB", "USD", "EUR", "KZT", "BYN", "UAH", "TRY
 
 
 class MoneyError(ValueError):
-    """An amount or currency that can never be valid; the message names the field."""
+    """An amount or currency that can never be valid; the message names the field and quotes
+    at most a short, escaped prefix of the value (`billy_core.text.echo`)."""
 
 
 def check_currency(currency: str, field: str = "currency") -> str:
-    if not _CURRENCY.match(currency or ""):
-        raise MoneyError(f"{field}: must be three upper-case letters (ISO 4217), got {currency!r}")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise MoneyError(
+            f"{field}: must be three upper-case letters (ISO 4217), got {echo(currency)}"
+        )
     if currency not in SUPPORTED_CURRENCIES:
-        raise MoneyError(f"{field}: unsupported currency {currency!r}")
+        raise MoneyError(f"{field}: unsupported currency {echo(currency)}")
     return currency
 
 

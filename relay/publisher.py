@@ -9,6 +9,16 @@ One relay owns a shard at a time: shard ownership is `hashtext(shard) mod relay_
 and the transactional id is `<prefix>-relay-<instance>`, so a second relay started with the
 same instance number fences the first (its next commit fails and it stops). A relay reads
 only its own deployment's rows (`deployment` = its topic prefix).
+
+The relay never stops on one row. A record the broker (or librdkafka) refuses as too large
+(MSG_SIZE_TOO_LARGE, at produce or in the delivery report) is replaced by a bounded stand-in
+on the same topic: the key (shortened if huge), a null value, billy's own short headers
+and headers giving the original's size and digests (`billy_core.stream.dlq.stand_in`),
+logged, and counted in billy_relay_oversized_total when its transaction commits. Refused
+in a delivery report, the transaction is aborted and sent again with the stand-in in the
+row's place, by a new producer (same transactional id, fresh epoch and sequence numbers:
+the refused batch left the old one's out of step with the broker); nothing of the aborted
+transaction is visible to read_committed readers.
 """
 
 from __future__ import annotations
@@ -17,9 +27,11 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
 import psycopg
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from billy_core import metrics, retry
 from billy_core.kafka import config as kafka_config
@@ -27,7 +39,9 @@ from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.topics import TopicNames
 from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
+from billy_core.stream import dlq
 from billy_core.stream.outbox import decode_headers
+from billy_core.stream.record import Header
 from relay import positions as relay_positions
 
 log = logging.getLogger("billy.relay")
@@ -49,8 +63,6 @@ _FETCH = (
 )
 # One _FETCH row: shard, seq, topic, key, value, event_id, headers (the JSONB as loaded).
 _OutboxRow = tuple[str, int, str, bytes | memoryview | None, bytes | memoryview | None, str, object]
-# Record headers as Producer.produce takes them (a list keeps their order).
-_KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 _DELETE = (
     "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
@@ -72,6 +84,10 @@ class Relay:
         self._conn: psycopg.Connection | None = None
         self._backlog_due = 0.0
         self._cleanup_pending = False  # a cleanup failed: published rows still in the outbox
+        # Rows the broker refused as too large in a delivery report: sent as stand-ins next.
+        self._oversized: set[tuple[str, int]] = set()
+        self._refused: set[tuple[str, int]] = set()  # this transaction's refusals
+        self._renew = False  # replace the producer before the next transaction
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -103,6 +119,13 @@ class Relay:
                 time.sleep(self.settings.relay_idle_sleep_ms / 1000)
                 continue
             touched = self._publish(producer, rows)
+            if self._renew:  # a refusal in a delivery report: start clean (module doc)
+                self._renew = False
+                producer = Producer(
+                    kafka_config.transactional_producer(self.settings, transactional_id),
+                    logger=KAFKA_LOG,
+                )
+                producer.init_transactions(60)
             self.published.update(touched)
             self._cleanup(self.published if self._cleanup_pending else touched)
         producer.flush(10)
@@ -125,18 +148,28 @@ class Relay:
     def _publish(self, producer: Producer, rows: list[_OutboxRow]) -> dict[str, int]:
         """One Kafka transaction: the rows, then the shards' new positions. Raises
         KafkaException when the transaction cannot commit (fenced, or the broker is gone too
-        long): the process stops and its replacement resumes from the committed position."""
+        long): the process stops and its replacement resumes from the committed position.
+        A row refused as too large is sent as a bounded stand-in (module doc)."""
         started = time.perf_counter()
         touched: dict[str, int] = {}
         kinds: Counter[str] = Counter()
+        stand_ins: Counter[str] = Counter()  # counted once the transaction commits
+        self._refused.clear()
         producer.begin_transaction()
         try:
             for shard, seq, topic, key, value, event_id, headers in rows:
-                record_headers: _KafkaHeaders = [
+                record_headers: list[Header] = [
                     *decode_headers(headers),
                     ("billy-event-id", event_id.encode()),
                 ]
-                _produce(producer, topic, _bytes(key), _bytes(value), record_headers)
+                row = (shard, seq)
+                on_delivery = partial(self._delivered, row)
+                if row in self._oversized or not _produce(
+                    producer, topic, _bytes(key), _bytes(value), record_headers, on_delivery
+                ):
+                    self._oversized.add(row)
+                    self._stand_in(producer, topic, _bytes(key), _bytes(value), record_headers)
+                    stand_ins[_kind(self.topics, topic)] += 1
                 touched[shard] = seq
                 kinds[_kind(self.topics, topic)] += 1
             for shard, seq in touched.items():
@@ -147,18 +180,63 @@ class Relay:
                     relay_positions.encode(seq),
                     None,
                 )
+            producer.flush(60)  # serves the delivery reports: refusals are known before commit
+            if self._refused:
+                raise KafkaException(
+                    KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "rows refused as too large")
+                )
             _commit(producer)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.txn_requires_abort():
+            producer.poll(0)  # delivery reports already in: a refusal may be among them
+            if self._refused or error.txn_requires_abort():
                 producer.abort_transaction(60)
-                log.warning("relay transaction aborted (%s); retrying", error)
+                producer.poll(0)
+                self._oversized |= self._refused
+                # The broker refused a batch of an idempotent producer: its sequence numbers
+                # for that partition no longer match the broker's. A new producer with the
+                # same transactional id starts from a fresh epoch (init_transactions).
+                self._renew = bool(self._refused)
+                log.warning(
+                    "relay transaction aborted (%s); retrying%s",
+                    error,
+                    f" with stand-ins for {len(self._refused)} rows too large for the broker"
+                    if self._refused
+                    else "",
+                )
                 return {}
             raise
+        self._oversized -= {(shard, seq) for shard, seq, *_ in rows}
         metrics.relay_transaction_seconds.observe(time.perf_counter() - started)
         for kind, count in kinds.items():
             metrics.relay_published.labels(kind).inc(count)
+        for kind, count in stand_ins.items():
+            metrics.relay_oversized.labels(kind).inc(count)
         return touched
+
+    def _delivered(self, row: tuple[str, int], error: KafkaError | None, _: Message) -> None:
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._refused.add(row)
+
+    def _stand_in(
+        self,
+        producer: Producer,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[Header],
+    ) -> None:
+        """Send the bounded stand-in of a record too large for the broker (module doc)."""
+        short, about = dlq.stand_in(key, value, headers)
+        kept = [(n, v) for n, v in headers if n.startswith("billy-") and len(v or b"") <= 1024]
+        log.error(
+            "relay: a record for %s of %d bytes is too large for the broker; sent a stand-in"
+            " (event %s)",
+            topic,
+            dlq.record_bytes(key, value, headers),
+            (dict(kept).get("billy-event-id") or b"?").decode(errors="replace"),
+        )
+        _produce(producer, topic, short, None, [*about, *kept])
 
     def _cleanup(self, published: dict[str, int]) -> None:
         if not published:
@@ -207,14 +285,29 @@ def _produce(
     topic: str,
     key: bytes | None,
     value: bytes | None,
-    headers: _KafkaHeaders | None,
-) -> None:
+    headers: list[Header] | None,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> bool:
+    """Queue one record; False when librdkafka refuses it at once as too large."""
+    # Producer.produce's stub takes str | bytes header values (a list is invariant).
+    record_headers: list[tuple[str, str | bytes | None]] | None = (
+        None if headers is None else list(headers)
+    )
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=headers)
-            return
+            if on_delivery is None:
+                producer.produce(topic, value=value, key=key, headers=record_headers)
+            else:
+                producer.produce(
+                    topic, value=value, key=key, headers=record_headers, on_delivery=on_delivery
+                )
+            return True
         except BufferError:
             producer.poll(0.05)  # the local queue is full: let deliveries drain
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                return False
+            raise
 
 
 def _bytes(value: bytes | memoryview | None) -> bytes | None:

@@ -8,6 +8,10 @@
 
 A consumer that lost the partition finds the position moved: `OffsetConflict`, nothing
 written. Any other exception rolls everything back and propagates to the engine.
+
+`dead_letter_alone` is the engine's way past a record PostgreSQL refuses for good: that one
+record is dead-lettered (and answered, if its handler answers poison) in a transaction of
+its own that also moves the position past it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import psycopg
 
 from billy_core.stream import dlq, outbox, positions
 from billy_core.stream.handler import Batch, Handler, Item, Summary
-from billy_core.stream.record import Poison
+from billy_core.stream.record import Poison, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,25 @@ class PartitionWork(Generic[Item]):
     items: Sequence[Item]
     poison: Sequence[Poison]
     last_timestamp_ms: int = -1  # for the end-to-end latency metric
+    # Every record of the batch with what it decoded to, in offset order: the engine
+    # re-applies them one per transaction when PostgreSQL refuses the batch for good.
+    entries: Sequence[tuple[Record, Item | Poison]] = ()
+
+    def part(
+        self, expected_offset: int, entries: Sequence[tuple[Record, Item | Poison]]
+    ) -> PartitionWork[Item]:
+        """The work of some of this batch's records (consecutive, in order), from
+        `expected_offset`: how the engine re-applies a refused batch in smaller pieces."""
+        return PartitionWork(
+            self.topic,
+            self.partition,
+            expected_offset,
+            entries[-1][0].offset,
+            [i for _, i in entries if not isinstance(i, Poison)],
+            [i for _, i in entries if isinstance(i, Poison)],
+            entries[-1][0].timestamp_ms,
+            entries,
+        )
 
 
 def apply_batch(
@@ -69,3 +92,26 @@ def apply_batch(
         after = positions.Position(work.last_offset + 1, box.seq)
         positions.advance(cur, handler.group, work.topic, work.partition, before, after)
     return Committed(after.next_offset, summary, len(work.poison), len(box))
+
+
+def dead_letter_alone(
+    conn: psycopg.Connection,
+    handler: Handler[Item],
+    deployment: str,
+    dlq_topic: str,
+    work: PartitionWork[Item],
+    culprit: Poison,
+) -> Committed:
+    """Dead-letter one record (`work` is its single-record work) instead of applying it, and
+    move the position past it, in one transaction. Raises OffsetConflict (nothing written)."""
+    with conn.transaction(), conn.cursor() as cur:
+        before = positions.lock(
+            cur, handler.group, work.topic, work.partition, work.expected_offset
+        )
+        box = outbox.Outbox(deployment, f"{work.topic}/{work.partition}", before.outbox_seq)
+        dlq.dead_letter(box, dlq_topic, culprit)
+        handler.answer_poison(culprit, box)
+        outbox.write(cur, box)
+        after = positions.Position(work.last_offset + 1, box.seq)
+        positions.advance(cur, handler.group, work.topic, work.partition, before, after)
+    return Committed(after.next_offset, Summary(), 1, len(box))

@@ -11,8 +11,14 @@ batch inside the transaction it is given (`billy_core.stream.handler`).
 Failure routes (STYLE.md): poison goes to the DLQ; transient trouble (PostgreSQL gone, a
 commit with an unknown outcome) pauses only the partition it hit, with bounded exponential
 backoff, then re-reads it from the stored position (re-reading is free: applying is exactly
-once); an offset conflict (a zombie) re-reads at once; anything else stops the process,
-which restarts from the last commit.
+once); an offset conflict (a zombie) re-reads at once. A batch PostgreSQL refuses for good
+is applied again in halves down to single records, each piece in its own transaction; a
+record refused alone for the values it carries (`PermanentDatabaseError.caused_by_data`: a
+NUL, an index row too large, a CHECK) is dead-lettered alone (reason `database: <sqlstate>
+...`, answered by the handler's `answer_poison`) in a transaction that also moves the
+position past it, and every other record applies as usual. Anything else (a broken
+invariant, a permanent error that is not about the data, such as a missing table) stops the
+process, which restarts from the last commit.
 
 Partitions are independent: one poll's partition transactions run side by side on pooled
 connections, so their commits (each an fsync) overlap instead of queueing. A partition is
@@ -25,7 +31,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic
@@ -39,9 +45,14 @@ from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.partitioner import java_partition
 from billy_core.settings import Settings
 from billy_core.stream import positions
-from billy_core.stream.apply_step import Committed, PartitionWork, apply_batch
+from billy_core.stream.apply_step import (
+    Committed,
+    PartitionWork,
+    apply_batch,
+    dead_letter_alone,
+)
 from billy_core.stream.commit_kafka import KafkaCommitStep
-from billy_core.stream.handler import Handler, Item
+from billy_core.stream.handler import Handler, Item, Summary
 from billy_core.stream.poison_cap import PoisonCap
 from billy_core.stream.record import Poison, Record
 
@@ -56,7 +67,8 @@ class _Partition:
     position: int | None  # where the stored position is; None: unknown, read it first
     failures: int = 0  # transient failures in a row
     retry_at: float = 0.0  # paused for backoff until this monotonic time (0: not paused)
-    flooded: bool = False  # paused by the poison cap until the next assignment
+    flooded: bool = False  # paused by the poison cap until resumed (`billy resume-partition`)
+    cap_off_below: int = 0  # a resume request: the cap does not judge records below this
     misrouted_logged_at: float = field(default=-1e9)
 
 
@@ -105,6 +117,7 @@ class Engine(Generic[Item]):
                 self._resume_due()
                 if self._clock() >= lag_due:
                     self._report_lag()
+                    self._resume_requested()
                     lag_due = self._clock() + limits.LAG_REPORT_INTERVAL_S
                 messages = consumer.consume(
                     self.settings.batch_size_max, self.settings.batch_wait_ms / 1000
@@ -150,11 +163,23 @@ class Engine(Generic[Item]):
             return None
         self._check_routing(tp, state, records)
         decoded = [self.handler.decode(r) for r in records]
-        flood = state.cap.flooded([isinstance(d, Poison) for d in decoded])
+        judged = [
+            isinstance(d, Poison)
+            for r, d in zip(records, decoded, strict=True)
+            if r.offset >= state.cap_off_below
+        ]
+        flood = state.cap.flooded(judged) if judged else None
         if flood is not None:
             state.flooded = True
             metrics.partitions_paused.labels(self.handler.name).inc()
-            self.log.error("poison flood on %s/%d: %s", *tp, flood)
+            metrics.partitions_paused_now.labels(self.handler.name).inc()
+            self.log.error(
+                "poison flood on %s/%d: %s; `billy resume-partition %s %d` dead-letters"
+                " the flood and goes on",
+                *tp,
+                flood,
+                *tp,
+            )
             self._pause(tp)
             return None
         items: list[Item] = [d for d in decoded if not isinstance(d, Poison)]
@@ -167,28 +192,114 @@ class Engine(Generic[Item]):
             items,
             poison,
             records[-1].timestamp_ms,
+            list(zip(records, decoded, strict=True)),
         )
 
     def _apply(self, work: PartitionWork[Item]) -> tuple[Committed | BaseException, float]:
         """On a worker thread: (Committed, seconds), or the OffsetConflict / TransientError
-        that stopped it (nothing committed then). Anything else propagates: the process stops."""
+        that stopped it (nothing committed then). A batch PostgreSQL refuses for good is
+        applied again in pieces (`_isolate`). Anything else propagates: the process stops."""
         started = time.perf_counter()
+        outcome: Committed | BaseException
+        try:
+            outcome = self._attempt(work)
+        except PermanentDatabaseError as refused:
+            if not work.entries:
+                raise  # nothing to take apart (a work built without its records)
+            self.log.warning(
+                "%s/%d: PostgreSQL refused a batch of %d records (%s); applying it in pieces"
+                " to find the record that carries the refused value",
+                work.topic,
+                work.partition,
+                len(work.entries),
+                refused,
+            )
+            outcome = self._isolate(work, work.expected_offset, work.entries)
+        return outcome, time.perf_counter() - started
+
+    def _attempt(self, work: PartitionWork[Item]) -> Committed | BaseException:
+        """One transaction: Committed, or the OffsetConflict / TransientError that stopped it
+        (nothing committed). Raises PermanentDatabaseError when PostgreSQL refused it for
+        good; anything else that is not a database error propagates."""
         try:
             with self.pool.connection() as conn:
-                outcome: Committed | BaseException = apply_batch(
-                    conn, self.handler, self.deployment, self.dlq_topic, work
-                )
+                return apply_batch(conn, self.handler, self.deployment, self.dlq_topic, work)
         except OffsetConflict as exc:
-            outcome = exc
+            return exc
         except Exception as exc:
             translated = db.classify(exc)
             if isinstance(translated, TransientError):
-                outcome = translated
-            elif isinstance(translated, PermanentDatabaseError):
+                return translated
+            if isinstance(translated, PermanentDatabaseError):
                 raise translated from exc
-            else:
-                raise
-        return outcome, time.perf_counter() - started
+            raise
+
+    def _isolate(
+        self,
+        work: PartitionWork[Item],
+        expected: int,
+        entries: Sequence[tuple[Record, Item | Poison]],
+    ) -> Committed | BaseException:
+        """Apply `entries` (a refused piece of `work`) from `expected` in halves, each in its
+        own transaction, down to single records: a record PostgreSQL refuses alone for its
+        data is dead-lettered alone; every other record applies as usual. About 2·log2(n)
+        transactions per culprit. Returns what committed (the position after the last
+        record), or the OffsetConflict / TransientError that interrupted it (pieces committed
+        before it stay: the partition re-reads from the stored position). A record refused
+        for another reason than its data (a missing table...) raises: the process stops."""
+        if len(entries) == 1:
+            record, _ = entries[0]
+            single = work.part(expected, entries)
+            try:
+                return self._attempt(single)
+            except PermanentDatabaseError as exc:
+                if not exc.caused_by_data:
+                    raise
+                culprit = Poison(record, f"database: {exc.sqlstate or 'client'} {exc}")
+                self.log.error(
+                    "%s/%d@%d: dead-lettered, %s",
+                    work.topic,
+                    work.partition,
+                    record.offset,
+                    culprit.reason,
+                )
+                return self._dead_letter_alone(single, culprit)
+        middle = len(entries) // 2
+        done: list[Committed] = []
+        for half in (entries[:middle], entries[middle:]):
+            try:
+                outcome = self._attempt(work.part(expected, half))
+            except PermanentDatabaseError:
+                outcome = self._isolate(work, expected, half)
+            if not isinstance(outcome, Committed):
+                return outcome
+            done.append(outcome)
+            expected = outcome.next_offset
+        return Committed(
+            expected,
+            Summary(
+                tuple(o for c in done for o in c.summary.outcomes),
+                sum(c.summary.duplicates for c in done),
+            ),
+            sum(c.poison for c in done),
+            sum(c.outputs for c in done),
+        )
+
+    def _dead_letter_alone(
+        self, work: PartitionWork[Item], culprit: Poison
+    ) -> Committed | BaseException:
+        try:
+            with self.pool.connection() as conn:
+                return dead_letter_alone(
+                    conn, self.handler, self.deployment, self.dlq_topic, work, culprit
+                )
+        except OffsetConflict as exc:
+            return exc
+        except Exception as exc:
+            translated = db.classify(exc)
+            if isinstance(translated, TransientError):
+                return translated
+            raise
 
     # --- assignment and positions -----------------------------------------------------------
 
@@ -201,19 +312,54 @@ class Engine(Generic[Item]):
                     tp.offset = positions.claim(
                         conn, self.handler.group, tp.topic, tp.partition
                     ).next_offset
+                resumes = positions.resume_requests(conn, self.handler.group)
         for tp in partitions:
             cap = PoisonCap(self.settings.dlq_ratio_max, self.settings.dlq_window_min)
-            self._parts[(tp.topic, tp.partition)] = _Partition(cap, tp.offset)
+            state = _Partition(cap, tp.offset)
+            state.cap_off_below = resumes.get((tp.topic, tp.partition), 0)
+            self._parts[(tp.topic, tp.partition)] = state
         consumer.incremental_assign(partitions)
         self._kafka_step.assigned({(tp.topic, tp.partition): tp.offset for tp in partitions})
         self.log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._parts.pop((tp.topic, tp.partition), None)
+            state = self._parts.pop((tp.topic, tp.partition), None)
+            if state is not None and state.flooded:
+                metrics.partitions_paused_now.labels(self.handler.name).dec()
         consumer.incremental_unassign(partitions)
         self._kafka_step.revoked([(tp.topic, tp.partition) for tp in partitions])
         self.log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
+
+    def _resume_requested(self) -> None:
+        """Resume every flooded partition with a resume request past its stored position
+        (`billy resume-partition`): from there, the cap is off below the requested offset,
+        so the flood is dead-lettered and everything after it judged again."""
+        flooded = {tp: s for tp, s in self._parts.items() if s.flooded}
+        if not flooded:
+            return
+        try:
+            with self.pool.connection() as conn:
+                requests = positions.resume_requests(conn, self.handler.group)
+        except Exception as exc:
+            if not db.is_transient(exc):
+                raise
+            return  # asked again at the next interval
+        for tp, state in flooded.items():
+            through = requests.get(tp, 0)
+            if state.position is None or through <= state.position:
+                continue  # no request, or an old one the flood is past
+            state.flooded, state.cap_off_below = False, through
+            state.cap = PoisonCap(self.settings.dlq_ratio_max, self.settings.dlq_window_min)
+            metrics.partitions_paused_now.labels(self.handler.name).dec()
+            self.log.warning(
+                "%s/%d resumed by request: records below offset %d are applied or"
+                " dead-lettered without the poison cap",
+                *tp,
+                through,
+            )
+            self._seek(tp, state.position)  # records fetched while paused were dropped
+            self._resume(tp)
 
     def _reseek(self, tp: TP, state: _Partition) -> None:
         """Go back to the stored position now; on trouble, back off like a failed batch."""
@@ -266,8 +412,14 @@ class Engine(Generic[Item]):
         count = self._partition_count(tp[0])
         if count is None:
             return
+        # A key past ROUTING_KEY_BYTES_MAX is never a sound one (ids are 64 code points):
+        # not hashed, so a megabyte key costs nothing here.
         wrong = sum(
-            1 for r in records if r.key is not None and java_partition(r.key, count) != tp[1]
+            1
+            for r in records
+            if r.key is not None
+            and len(r.key) <= limits.ROUTING_KEY_BYTES_MAX
+            and java_partition(r.key, count) != tp[1]
         )
         if wrong:
             metrics.misrouted_records.labels(self.handler.name).inc(wrong)

@@ -9,7 +9,9 @@ A handler is two pure-ish steps around the engine's machinery:
 partition's stored position and before it writes the outbox and moves the position
 (compare-and-set). It must not commit, sleep or touch the network; it may raise
 `InvariantViolation` (nothing commits, the process stops) or let a psycopg error propagate
-(the engine classifies it: transient trouble is retried, a permanent one stops).
+(the engine classifies it: transient trouble is retried; a value PostgreSQL refuses for good
+makes the engine apply the batch again in pieces and dead-letter the record that carries it,
+so `apply` must give the same outcome for a record whatever batch it comes in).
 
 Poison never reaches `apply`: the engine dead-letters it. A handler that owes an answer
 even for poison (the admin topic does) implements `answer_poison`.

@@ -4,8 +4,12 @@ deploy upstream.
 When more than `ratio_max` of a partition's last `window` records were poison, that
 partition is paused (the engine keeps polling every other one) instead of copying a whole
 topic into the DLQ. The flooding batch is not applied: its records stay in Kafka,
-unconsumed, and the stored position does not move. Restarting the role (or the
-partition's next assignment) resumes it and judges the records again.
+unconsumed, and the stored position does not move; nothing is lost. The partition stays
+paused (billy_partitions_paused_now counts it: alert on > 0) until an operator, the producer
+fixed, runs `billy resume-partition TOPIC PARTITION`: the engine then applies or
+dead-letters every record up to the partition's end as of that command without judging
+them, and judges what comes after afresh. A restart alone judges the same records again,
+and pauses again.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A batch is applied only from where its consumer believes the stored position is;
 compare-and-set at the end of the batch's transaction proves it. A consumer that lost the
 partition (a zombie) finds the position moved and writes nothing (`OffsetConflict`).
 `outbox_seq` is the partition's outbox shard sequence, moved by the same compare-and-set.
+
+A resume request (`billy resume-partition`) is a position too: the row of the group
+`<group>#resume` for the partition says below which offset the poison cap is off, so a
+partition paused by a flood applies or dead-letters every record up to there and goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +18,18 @@ import psycopg
 
 from billy_core.errors import OffsetConflict
 
-__all__ = ["OffsetConflict", "Position", "advance", "claim", "lock"]
+__all__ = [
+    "RESUME_SUFFIX",
+    "OffsetConflict",
+    "Position",
+    "advance",
+    "claim",
+    "lock",
+    "request_resume",
+    "resume_requests",
+]
+
+RESUME_SUFFIX = "#resume"  # the group whose positions are resume requests (module doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +92,31 @@ def advance(
     )
     if cur.rowcount != 1:
         raise OffsetConflict(f"{topic}/{partition}: stored offset moved during the batch")
+
+
+def request_resume(
+    conn: psycopg.Connection, group: str, topic: str, partition: int, through_offset: int
+) -> int:
+    """Ask the engine owning the partition to lift its poison cap below `through_offset`
+    (never lowers an earlier request). Returns the offset now in force. Commits."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer_group, topic, partition) DO UPDATE"
+            " SET next_offset = greatest(consumer_offsets.next_offset, excluded.next_offset),"
+            " updated_at = now() RETURNING next_offset",
+            (group + RESUME_SUFFIX, topic, partition, through_offset),
+        )
+        row = cur.fetchone()
+    assert row is not None  # an upsert with RETURNING returns its row
+    return int(row[0])
+
+
+def resume_requests(conn: psycopg.Connection, group: str) -> dict[tuple[str, int], int]:
+    """Every partition's resume request of `group`: (topic, partition) -> through offset."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = %s",
+            (group + RESUME_SUFFIX,),
+        )
+        return {(str(t), int(p)): int(o) for t, p, o in cur.fetchall()}

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from billy_core.codec import DecodeError, decode_command
 from billy_core.commands import Command, InvalidCommand, validate
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
-from billy_core.limits import ECHO_CHARS_MAX
 from billy_core.stream import Poison, Record
+from billy_core.text import echo
+
+__all__ = ["Decoded", "decode", "echo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,3 @@ def decode(record: Record, topics: TopicNames, tenants: frozenset[str]) -> Decod
         except InvalidCommand as exc:
             invalid = str(exc)
     return Decoded(record, tenant, admin, command, invalid)
-
-
-def echo(value: str) -> str:
-    """A short, escaped prefix of a bad value, fit for a message."""
-    shown = repr(value[:ECHO_CHARS_MAX])
-    return shown + ("..." if len(value) > ECHO_CHARS_MAX else "")

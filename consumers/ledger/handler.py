@@ -44,10 +44,10 @@ from billy_core.ledger.core import Duplicate, decide, expiry_due
 from billy_core.ledger.decision import Decision
 from billy_core.ledger.invariants import check_held_matches
 from billy_core.ledger.state import ClientState, Wallet
-from billy_core.limits import MESSAGE_CHARS_MAX
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
 from billy_core.stream import Batch, Outbox, Poison, Record, Summary
+from billy_core.text import bounded, shorten_id, shorten_key
 from consumers.ledger import balance_intents
 from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded, decode
@@ -94,10 +94,10 @@ class LedgerHandler:
         key = r.key.decode("utf-8", "replace") if r.key is not None else ""
         result = Result(
             command_id=f"dlq:{r.partition}:{r.offset}",
-            client_id=key.partition("/")[2],
+            client_id=shorten_id(key.partition("/")[2]),
             status=Status.REJECTED,
             code=Code.INVALID,
-            message=f"dead-lettered: {poison.reason}"[:MESSAGE_CHARS_MAX],
+            message=bounded(f"dead-lettered: {poison.reason}"),
             currency=None,
             available_minor=0,
             held_minor=0,
@@ -107,7 +107,7 @@ class LedgerHandler:
         )
         outbox.add(
             self.topics.admin_results,
-            r.key,
+            None if r.key is None else shorten_key(r.key),
             encode_result(result),
             f"result:{r.topic}:{r.partition}:{r.offset}",
         )
@@ -214,7 +214,10 @@ class _Batch:
 
     def _publish_result(self, d: Decoded, result_bytes: bytes, event_id: str) -> None:
         topic = self.topics.admin_results if d.admin else self.topics.results(d.tenant)
-        key = f"{d.tenant}/{d.command.client_id}" if d.admin else d.command.client_id
+        # An id past OUTPUT_ID_CHARS_MAX (only an invalid command has one) is shortened to a
+        # prefix and its digest, in the key as in the result: every result fits the broker.
+        client = shorten_id(d.command.client_id)
+        key = f"{shorten_id(d.tenant)}/{client}" if d.admin else client
         self._out(topic, key, result_bytes, event_id)
         self.results += 1
 
@@ -370,11 +373,13 @@ class _Batch:
         wallet = state.wallet
         return encode_result(
             Result(
-                command_id=command.command_id,
-                client_id=command.client_id,
+                # Bounded by construction: ids shortened past OUTPUT_ID_CHARS_MAX (invalid
+                # commands only), the message cut at MESSAGE_CHARS_MAX.
+                command_id=shorten_id(command.command_id),
+                client_id=shorten_id(command.client_id),
                 status=decision.status,
                 code=decision.code,
-                message=decision.message,
+                message=bounded(decision.message),
                 currency=wallet.currency if wallet else None,
                 available_minor=wallet.available_minor if wallet else 0,
                 held_minor=wallet.held_minor if wallet else 0,

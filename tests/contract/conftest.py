@@ -136,7 +136,13 @@ class Billy:
         return httpx.get(f"{self.api}{path}", headers=headers, timeout=10)
 
 
-def start_billy(stack: dict[str, str], database_url: str, prefix: str, log: Path) -> Billy:
+def start_billy(
+    stack: dict[str, str],
+    database_url: str,
+    prefix: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Billy:
     port = _free_port()
     env = {
         **os.environ,
@@ -150,6 +156,7 @@ def start_billy(stack: dict[str, str], database_url: str, prefix: str, log: Path
         "BILLY_HOLD_SWEEP_INTERVAL_S": "0.5",
         "BILLY_API_PORT": str(port),
         "BILLY_API_TOKENS": json.dumps({token: tenant for tenant, token in TOKENS.items()}),
+        **(extra_env or {}),
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ a poison record look like, and how many good records have taken durable effect. 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from billy_core.codec import encode_command
 from billy_core.commands import Command, RegisterClient
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
+from billy_core.stream import Batch, Outbox, Poison, Record, Summary
 from billy_core.stream.engine import Engine
 
 
@@ -58,3 +60,79 @@ LEDGER = HandlerCase(
 )
 
 CASES = [LEDGER]
+
+
+# --- a handler whose records PostgreSQL may refuse ------------------------------------------
+# Every ledger command is bounded before it reaches PostgreSQL (billy_core.commands.validate),
+# so no ledger record makes PostgreSQL refuse a batch any more. The engine's route for one
+# that does (apply the batch again in pieces, dead-letter the culprit alone) is proven with
+# this probe: its records are JSON {"id": text, "n": int} inserted as they are into a table
+# with a primary key (an index: a long random id is too large for it) and CHECK (n >= 0); a
+# NUL in the id is refused by the driver itself.
+
+PROBE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS engine_probe (grp text NOT NULL, id text NOT NULL,"
+    " n integer NOT NULL CHECK (n >= 0), PRIMARY KEY (grp, id))"
+)
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    record: Record
+    id: str
+    n: int
+
+
+class ProbeHandler:
+    """A `billy_core.stream.Handler` that writes what it is given, unchecked."""
+
+    name = "probe"
+
+    def __init__(self, topic: str, group: str) -> None:
+        self.topic = topic
+        self.group = group
+        self.answered: list[Poison] = []
+
+    def subscription(self) -> list[str]:
+        return [self.topic]
+
+    def decode(self, record: Record) -> ProbeItem | Poison:
+        try:
+            data = json.loads(record.value or b"")
+            return ProbeItem(record, str(data["id"]), int(data["n"]))
+        except (ValueError, KeyError, TypeError):
+            return Poison(record, "value: not a probe record")
+
+    def apply(self, cur: psycopg.Cursor, batch: Batch[ProbeItem], outbox: Outbox) -> Summary:
+        for item in batch.items:
+            cur.execute(
+                "INSERT INTO engine_probe (grp, id, n) VALUES (%s, %s, %s)",
+                (self.group, item.id, item.n),
+            )
+            outbox.add("probe.out", item.id[:64], str(item.n).encode(), f"probe:{item.id[:64]}")
+        return Summary(tuple(("probe", "ok") for _ in batch.items))
+
+    def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
+        self.answered.append(poison)
+
+    def observe(self, topic: str, summary: Summary) -> None:
+        pass
+
+
+def probe_record(id_: str, n: int) -> tuple[bytes, bytes]:
+    return b"probe", json.dumps({"id": id_, "n": n}).encode()
+
+
+def probe_build(settings: Settings, topic: str) -> Engine:  # type: ignore[type-arg]
+    handler = ProbeHandler(topic, f"{settings.topic_prefix}-probe")
+    return Engine(
+        settings,
+        handler,
+        deployment=settings.topic_prefix,
+        dlq_topic=TopicNames(settings.topic_prefix).dlq,
+    )
+
+
+def probe_effects(conn: psycopg.Connection, group: str) -> int:
+    row = conn.execute("SELECT count(*) FROM engine_probe WHERE grp = %s", (group,)).fetchone()
+    return int(row[0]) if row else 0

@@ -8,6 +8,7 @@ PostgreSQL connection loss mid-batch and a broker restart lose and double nothin
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import threading
 import time
@@ -283,3 +284,65 @@ def test_a_record_on_another_partition_than_its_keys_is_counted_and_applied(
     finally:
         running.stop()
     assert counter._value.get() == before + 1
+
+
+def test_a_record_postgresql_refuses_is_dead_lettered_alone_and_the_rest_apply(
+    world: Settings,
+) -> None:
+    """Issue 10, item 2: a batch PostgreSQL refuses for good (a NUL the driver refuses, an
+    index row too large: 54000, a CHECK: 23514) does not stop the engine. The batch is applied
+    again in pieces; each culprit is dead-lettered alone with reason `database: <sqlstate>`
+    (and answered through answer_poison) in a transaction that moves the position past it;
+    every other record applies. Runs with the probe handler of cases.py: no ledger record can
+    make PostgreSQL refuse a batch any more (they are bounded before)."""
+    import secrets
+
+    from tests.integration.engine.cases import PROBE_TABLE, probe_build, probe_record
+
+    topics = TopicNames(world.topic_prefix)
+    topic = topics.commands("autoru")
+    with psycopg.connect(world.database_url, autocommit=True) as conn:
+        conn.execute(PROBE_TABLE)
+    good = [probe_record(f"good-{i}", i) for i in range(40)]
+    refused = [
+        probe_record("nul\x00id", 1),  # the driver: text cannot contain NUL
+        probe_record("big-" + secrets.token_hex(4000), 1),  # 54000 index row too large
+        probe_record("negative", -1),  # 23514 CHECK
+    ]
+    records = good[:10] + refused[:1] + good[10:20] + refused[1:2] + good[20:30] + refused[2:]
+    records += [(b"probe", b"not json")] + good[30:]
+    _produce(world, topic, records, partition=0)
+    engine = probe_build(world, topic)
+    group = engine.handler.group
+    running = Running(engine)
+    try:
+        _wait(
+            lambda: _probe(world, group) == 40 and len(_outbox_dlq(world, topics)) == 4,
+            what="40 good records applied and 4 dead letters",
+        )
+        _wait(
+            lambda: _stored(world, group, topic).get(0) == len(records),
+            what="the position past the last record",
+        )
+    finally:
+        running.stop()  # re-raises what stopped the engine, if anything did
+    reasons = sorted(
+        base64.b64decode(dict(h)["billy-dlq-reason"]) for _, _, h in _outbox_dlq(world, topics)
+    )
+    assert reasons[0].startswith(b"database: 23514 "), reasons
+    assert reasons[1].startswith(b"database: 54000 "), reasons
+    assert reasons[2].startswith(b"database: client "), reasons
+    assert reasons[3].startswith(b"value:"), reasons
+    # The handler answered each dead letter (in the committed transaction; a rolled-back
+    # attempt may have called it before, which an outbox write would not keep).
+    answered = {p.record.offset for p in engine.handler.answered}
+    assert answered == {10, 21, 32, 33}, answered
+    time.sleep(1.0)  # anything applied twice would show now
+    assert _probe(world, group) == 40
+
+
+def _probe(settings: Settings, group: str) -> int:
+    from tests.integration.engine.cases import probe_effects
+
+    with psycopg.connect(settings.database_url) as conn:
+        return probe_effects(conn, group)
