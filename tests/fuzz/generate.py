@@ -304,7 +304,8 @@ class Generator:
     def _huge_string(self) -> Sent:
         size = min(self._size(65, 2**21), 1_000_000)  # bytes, up to ~1 MB
         char = self.rng.choice("xЖ😀")
-        huge = char * max(501, size // len(char.encode()))  # past every text limit (500)
+        # Past every text limit (500), and unique: two huge ids are never the same id.
+        huge = f"{self._id('h')}-" + char * max(501, size // len(char.encode()))
         target = self.rng.choice(["command_id", "client_id", *[f"{b}.{f}" for b, f in TEXT_FIELDS]])
         cid, client = self._id("huge"), self._client()
         if target == "command_id":

@@ -164,6 +164,8 @@ class Outputs:
         self.results: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self.dlq: dict[tuple[str, int, int], int] = Counter()
         self.null_results = 0
+        self.dlq_stand_ins = 0  # DLQ copies too big to send, replaced by bounded stand-ins
+        self.shortened_ids = 0  # results whose command_id or client_id was shortened
         self.count = 0
 
     def add(self, prefix: str, m: Any) -> None:
@@ -172,11 +174,13 @@ class Outputs:
         if topic == "dlq":
             h = dict(m.headers() or [])
             origin = h["billy-source-topic"].decode()[len(prefix) + 1 :]
+            self.dlq_stand_ins += "billy-dlq-omitted" in h
             self.dlq[(origin, int(h["billy-source-partition"]), int(h["billy-source-offset"]))] += 1
         elif m.value() is None:
             self.null_results += 1  # a stand-in: never expected for a result
         else:
             r = wire.decode(m.value(), "Result")
+            self.shortened_ids += "...sha256:" in r["command_id"] + r["client_id"]
             self.results[(topic, r["command_id"])].append(r)
 
 
@@ -356,6 +360,8 @@ def test_fuzz(stack: dict[str, str], fresh_database: str, tmp_path: Path) -> Non
         "good answered wrong or not once": len(wrong_good),
         "trouble": trouble,
         "null-valued results (stand-ins)": out.null_results,
+        "DLQ stand-ins (copies over 900 KiB)": out.dlq_stand_ins,
+        "results with shortened ids": out.shortened_ids,
         "roles": roles,
         "records behind at the end": behind,
         "sending took (s)": round(sent_s, 1),
