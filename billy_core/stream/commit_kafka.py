@@ -8,10 +8,13 @@ within one commit of `billy_consumer_lag`. A failed or lost commit changes nothi
 view; the next one repairs it.
 
 Kafka refuses `--reset-offsets --execute` while the group has members. A reset made while
-billy was stopped is noticed at the next assignment: the group's offset differs from the
-stored position, the step logs one warning per partition, counts
+billy was stopped is noticed at the next assignment: billy's own commits carry the metadata
+`MIRROR_METADATA`, Kafka's tool writes none, so a group offset without it that differs from
+the stored position is an outside reset: the step logs one warning per partition, counts
 `billy_offset_mismatches_total{role}`, and overwrites the group's offset with the stored one
-(billy resumes from PostgreSQL, whatever the group says). The documented way to move a
+(billy resumes from PostgreSQL, whatever the group says). A mirror that is merely behind
+(billy died between its PostgreSQL commit and the asynchronous Kafka commit) is repaired
+without a warning. The documented way to move a
 position is `billy offsets set` (deploy/RUNBOOK.md).
 """
 
@@ -27,6 +30,7 @@ from billy_core.ops.health import HEALTH
 
 TP = tuple[str, int]
 COMPARE_TIMEOUT_S = 5.0
+MIRROR_METADATA = "billy-mirror"  # on every offset billy commits: "this is billy's copy"
 
 
 class KafkaCommitStep:
@@ -70,7 +74,10 @@ class KafkaCommitStep:
         if self._unchecked:
             self._compare(consumer)
         with self._lock:
-            offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in self._dirty]
+            offsets = [
+                TopicPartition(t, p, self._positions[(t, p)], metadata=MIRROR_METADATA)
+                for t, p in self._dirty
+            ]
             self._dirty.clear()
             progressed = self._committed_batches > 0 or (not polled and not waiting)
             self._committed_batches = 0
@@ -100,7 +107,8 @@ class KafkaCommitStep:
                 if stored is None:
                     continue
                 self._dirty.add(key)  # write the stored position to the group either way
-                if tp.offset >= 0 and tp.offset != stored:
+                ours = tp.metadata == MIRROR_METADATA  # billy's copy, perhaps a batch behind
+                if tp.offset >= 0 and tp.offset != stored and not ours:
                     metrics.offset_mismatches.labels(self.role).inc()
                     self.log.warning(
                         "%s/%d: the Kafka group %s says offset %d, billy's stored position"

@@ -21,7 +21,7 @@ from billy_core.commands import Adjust, Charge, Command, ConfirmHold, Hold, Regi
 from billy_core.kafka.topics import TopicNames
 from billy_core.ops import logs
 from billy_core.ops.health import LIVENESS_STALE_S, PROGRESS_STALE_S, Health
-from billy_core.stream.commit_kafka import KafkaCommitStep
+from billy_core.stream.commit_kafka import MIRROR_METADATA, KafkaCommitStep
 from billy_core.stream.record import Record
 
 
@@ -138,31 +138,43 @@ def test_counters_are_exported_at_zero_from_the_start() -> None:
 
 
 class FakeConsumer:
-    def __init__(self, group_offsets: dict[tuple[str, int], int]) -> None:
+    def __init__(self, group_offsets: dict[tuple[str, int], tuple[int, str | None]]) -> None:
         self.group = group_offsets
         self.commits: list[list[tuple[str, int, int]]] = []
 
     def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        return [TopicPartition(t.topic, t.partition, self.group.get((t.topic, t.partition), -1001))
-                for t in tps]  # fmt: skip
+        found = []
+        for t in tps:
+            offset, metadata = self.group.get((t.topic, t.partition), (-1001, None))
+            extra = {"metadata": metadata} if metadata is not None else {}
+            found.append(TopicPartition(t.topic, t.partition, offset, **extra))
+        return found
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         assert asynchronous
         self.commits.append(sorted((o.topic, o.partition, o.offset) for o in offsets))
         for o in offsets:
-            self.group[(o.topic, o.partition)] = o.offset
+            self.group[(o.topic, o.partition)] = (o.offset, o.metadata)
 
 
 def test_mirror_commits_stored_positions_and_overwrites_a_reset(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     step = KafkaCommitStep("ledger-test", "g", logging.getLogger("billy.test"))
-    consumer = FakeConsumer({("t", 0): 5, ("t", 1): 999})  # partition 1 was reset outside
+    consumer = FakeConsumer(
+        {
+            ("t", 0): (5, MIRROR_METADATA),
+            ("t", 1): (999, None),  # reset with Kafka's tool (no metadata)
+            ("t", 2): (30, MIRROR_METADATA),  # billy's copy, behind after a crash: no warning
+        }
+    )
     before = REGISTRY.get_sample_value("billy_offset_mismatches_total", {"role": "ledger-test"})
-    step.assigned({("t", 0): 5, ("t", 1): 40})
+    step.assigned({("t", 0): 5, ("t", 1): 40, ("t", 2): 35})
     with caplog.at_level(logging.WARNING, logger="billy.test"):
         step.after_poll(consumer, polled=False, waiting=False)  # type: ignore[arg-type]
-    assert consumer.commits == [[("t", 0, 5), ("t", 1, 40)]]  # the stored ones, both
+    assert consumer.commits == [[("t", 0, 5), ("t", 1, 40), ("t", 2, 35)]]  # the stored ones
+    assert consumer.group[("t", 1)] == (40, MIRROR_METADATA)
+    assert caplog.text.count("reset with Kafka's tool") == 1
     after = REGISTRY.get_sample_value("billy_offset_mismatches_total", {"role": "ledger-test"})
     assert (after or 0) - (before or 0) == 1
     assert "says offset 999, billy's stored position is 40" in caplog.text
