@@ -21,7 +21,7 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_hold_expiries_total | counter | | ExpireHold commands sent by the sweeper |
 | billy_misrouted_records_total | counter | role | records off their key's partition |
 | billy_partitions_paused_total | counter | role | partitions paused by the poison cap |
-| billy_partitions_paused_now | gauge | role | partitions paused by the poison cap now (alert: > 0) |
+| billy_partitions_paused_now | gauge | role | partitions paused by the poison cap now |
 | billy_balance_calls_total | counter | method, outcome | Balance calls by outcome (transport) |
 | billy_balance_call_seconds | histogram | method | one Balance call, sent to answered (or failed) |
 | billy_balance_requests_total | counter | kind, code | Balance commands the gateway finished |
