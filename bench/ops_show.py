@@ -7,6 +7,8 @@
             CURRENT-OFFSETs are compared with the stored positions in PostgreSQL; each /metrics
             scrape is parsed with prometheus_client's parser and must hold every metric of
             billy_core/metrics.py's table.
+    replay  a whole command topic replayed through the live system (`billy replay --execute`):
+            the ledger's rows before and after, and every new result's duplicate flag.
     reset   Kafka's `--reset-offsets --execute` while billy runs (refused by Kafka), and while
             it is stopped (accepted; billy notices at start, logs, counts, overwrites).
     outage  the same process against the broker at BILLY_KAFKA_BOOTSTRAP (give it a broker of
@@ -295,6 +297,113 @@ def run_reset(args: argparse.Namespace) -> int:
         world.close()
 
 
+def quiet(world: World, timeout_s: float = 300) -> None:
+    """Every command partition applied to its end and the outbox empty."""
+    from billy.ops import reading
+
+    c = reading.consumer(world.settings, "ops-show")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            ends = {
+                (t, p): reading.watermarks(c, t, p)[1]
+                for t in (world.topics.commands(TENANT), world.topics.admin_commands)
+                for p in reading.partitions_of(c, t)
+            }
+            done = stored(world)
+            with psycopg.connect(world.db_url, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM outbox").fetchone()
+            if row and row[0] == 0 and all(done.get(tp, 0) >= e for tp, e in ends.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("not quiet")
+            time.sleep(0.5)
+    finally:
+        c.close()
+
+
+def ledger_state(world: World) -> list[tuple[object, ...]]:
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT 'w', tenant, client_id, available_minor, held_minor, version::text, ''"
+            " FROM wallets UNION ALL SELECT 'h', tenant, client_id, amount_minor, confirmed_minor,"
+            " status, hold_id FROM holds UNION ALL SELECT 'c', tenant, client_id, amount_minor,"
+            " refunded_minor, '', command_id FROM charges UNION ALL SELECT 't', tenant,"
+            " client_id, count(*), sum(amount_minor), '', '' FROM transfers GROUP BY 2, 3"
+            " ORDER BY 1, 2, 3, 7"
+        ).fetchall()
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """A whole command topic replayed through the live system: nothing changes, and every
+    answer to a replayed record is duplicate=true (or the same rejection, for records that
+    were never remembered: invalid ones)."""
+    from billy.ops import reading, replay
+    from billy_core.codec import decode_result
+
+    stack = Stack.from_env()
+    world = World(stack, partitions_max=12)
+    world.open()
+    log_path = REPO / ".state" / "bench" / f"ops-replay-{world.prefix}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = billy_process(world, args.port, log_path, {})
+    try:
+        wait_ready(args.port)
+        clients = workload.client_ids(args.clients)
+        prepare(world, clients)
+        topic = world.topics.commands(TENANT)
+        send_and_flush(world.settings, topic, workload.mix(clients, args.commands, seed=5))
+        quiet(world)
+        before = ledger_state(world)
+        results_topic = world.topics.results(TENANT)
+        c = reading.consumer(world.settings, "ops-show")
+        try:
+            results_end = {
+                p: reading.watermarks(c, results_topic, p)[1]
+                for p in reading.partitions_of(c, results_topic)
+            }
+        finally:
+            c.close()
+        started = time.monotonic()
+        code = replay.replay(
+            world.settings,
+            topic,
+            start=reading.Position("beginning"),
+            end=None,
+            partitions=None,
+            execute=True,
+        )
+        quiet(world)
+        seconds = time.monotonic() - started
+        after = ledger_state(world)
+        answers = [
+            decode_result(r.value)
+            for p, end in results_end.items()
+            for r in reading.read(
+                world.settings,
+                results_topic,
+                start=reading.Position("offset", end),
+                partitions=[p],
+                purpose="ops-show",
+            )
+            if r.value is not None
+        ]
+        by_kind: dict[str, int] = {}
+        for r in answers:
+            kind = "duplicate=true" if r.duplicate else f"duplicate=false {r.code}"
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        print(f"replay exit {code}; {len(answers)} new results in {seconds:.1f} s: {by_kind}")
+        print(
+            f"wallets, holds, charges and transfer sums: {len(before)} rows before,"
+            f" {len(after)} after, identical: {before == after}"
+        )
+        return 0 if before == after else 1
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        world.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -313,8 +422,13 @@ def main() -> int:
     reset = sub.add_parser("reset")
     reset.add_argument("--port", type=int, default=19303)
     reset.add_argument("--stack-sh", default=str(REPO / "deploy" / "stack.sh"))
+    rep = sub.add_parser("replay")
+    rep.add_argument("--port", type=int, default=19304)
+    rep.add_argument("--clients", type=int, default=300)
+    rep.add_argument("--commands", type=int, default=20_000)
     args = parser.parse_args()
-    return {"lag": run_lag, "outage": run_outage, "reset": run_reset}[args.what](args)
+    scenarios = {"lag": run_lag, "outage": run_outage, "reset": run_reset, "replay": run_replay}
+    return scenarios[args.what](args)
 
 
 if __name__ == "__main__":
