@@ -1059,8 +1059,9 @@ write_env() {
       printf '# Written by deploy/stack.sh up. Use: set -a; . .state/stack.env; set +a\n'
       env_lines
       printf 'BILLY_BALANCE_NOTIFY_SECRET=%s\n' "$(env_value "$secret")"
-      [[ $KAFKA_SECURITY == sasl ]] &&
+      if [[ $KAFKA_SECURITY == sasl ]]; then
         printf 'BILLY_KAFKA_SASL_PASSWORD=%s\n' "$(kafka_secret "$KAFKA_LOCAL_USER")"
+      fi
     } >"$STACK_ENV.tmp"
   )
   mv "$STACK_ENV.tmp" "$STACK_ENV"
