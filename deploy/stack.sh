@@ -416,27 +416,15 @@ kafka_format_once() {
   fi
 }
 
-# A data dir formatted in plaintext mode has no SCRAM users: make them through the
-# controller listener (PLAINTEXT, loopback, principal ANONYMOUS = super user) once the
-# controller answers. Without the super user the broker cannot even talk to itself.
-kafka_scram_missing() {
-  local u
-  for u in "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER"; do
-    grep -qx "$u" "$KAFKA_SCRAM_MARKER" 2>/dev/null || return 0
-  done
-  return 1
-}
-
-kafka_scram_via_controller() {
+# SCRAM users are written at format time (the super user must exist before the broker can
+# even talk to itself, and KRaft's controller listener cannot create them: AlterUserScram-
+# Credentials is "not supported when communicating directly with the controller quorum").
+# A data dir formatted in plaintext mode therefore cannot be secured in place.
+kafka_check_scram() {
   local u
   for u in "$KAFKA_ADMIN_USER" "$KAFKA_LOCAL_USER"; do
     grep -qx "$u" "$KAFKA_SCRAM_MARKER" 2>/dev/null && continue
-    timeout 60 java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
-      -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.ConfigCommand --bootstrap-controller "$HOST:$KAFKA_CPORT" \
-      --alter --entity-type users --entity-name "$u" \
-      --add-config "SCRAM-SHA-512=[iterations=8192,password=$(kafka_secret "$u")]" >/dev/null 2>&1 || return 1
-    printf '%s\n' "$u" >>"$KAFKA_SCRAM_MARKER"
-    say "kafka: made SCRAM user $u through the controller listener (data dir formatted without it)"
+    die "the Kafka data dir $KAFKA_DATA was formatted without the SCRAM user $u (in plaintext mode): security mode sasl needs a data dir formatted in it. Reset Kafka's data (topics and offsets go): deploy/stack.sh kafka-down && rm -rf $KAFKA_DATA; or run a separate secured stack with BILLY_STATE_DIR (deploy/README.md, Security)"
   done
 }
 
@@ -532,6 +520,7 @@ kafka_up() {
   fi
   kafka_write_props
   kafka_format_once
+  [[ $KAFKA_SECURITY == sasl ]] && kafka_check_scram
 
   local t0=$SECONDS
   mkdir -p "$KAFKA_LOGS"
@@ -555,9 +544,6 @@ kafka_up() {
       rm -f "$KAFKA_PIDFILE"
       kafka_log_tail 40 >&2
       die "the Kafka broker exited during start-up (log above; full logs in $KAFKA_LOGS)"
-    fi
-    if [[ $stage == port && $KAFKA_SECURITY == sasl ]] && kafka_scram_missing && port_accepts "$KAFKA_CPORT"; then
-      kafka_scram_via_controller || true
     fi
     if [[ $stage == port ]] && port_accepts "$KAFKA_PORT"; then
       stage=metadata

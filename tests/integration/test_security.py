@@ -55,7 +55,8 @@ REPORTS = REPO / ".state" / "security-reports"
 SECURE_STATE = REPO / ".state" / "secure-test"
 SECURE_PORTS = {"kafka": 29092, "controller": 29093, "ssl": 29094}
 ALPHA, BETA, DELTA = "alpha", "beta", "delta"
-AUTH_REFUSED = "authentication refused"
+AUTH_REFUSED = "SASL_AUTHENTICATION_FAILED"  # wrong password (or a deleted user)
+NO_SASL = "disconnected: no SASL handshake"  # a client without credentials
 # What probes and seeds write: a valid Result (a reader of a results topic skips it; on a
 # commands topic it is undecodable and goes to the DLQ).
 PROBE = encode_result(
@@ -211,7 +212,7 @@ class _Errors:
                 return AUTH_REFUSED
         for err in self.seen:  # a PLAINTEXT client on a SASL listener: the broker hangs up
             if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-                return AUTH_REFUSED
+                return NO_SASL
         return None
 
 
@@ -234,8 +235,8 @@ def probe_write(conf: dict[str, Any], topic: str, timeout_s: float = 15.0) -> st
     deadline = time.monotonic() + timeout_s + 5
     while not reports and time.monotonic() < deadline:
         producer.poll(0.2)
-        if errors.refused():
-            return AUTH_REFUSED
+        if refused := errors.refused():
+            return refused
     if not reports:
         return errors.refused() or "no delivery report"
     return "allowed" if reports[0] is None else _name(reports[0])
@@ -268,14 +269,14 @@ def probe_read(conf: dict[str, Any], topic: str, timeout_s: float = 15.0) -> str
             return errors.refused() or _name(exc.args[0])
         if meta is not None and meta.error is not None:
             return _name(meta.error)
-        if errors.refused():
-            return AUTH_REFUSED
+        if refused := errors.refused():
+            return refused
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
-            if errors.refused():
-                return AUTH_REFUSED
+            if refused := errors.refused():
+                return refused
             if msg is None:
                 continue
             if msg.error() is None:
@@ -305,8 +306,8 @@ def probe_join(conf: dict[str, Any], topic: str, group: str, timeout_s: float = 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
-            if errors.refused():
-                return AUTH_REFUSED
+            if refused := errors.refused():
+                return refused
             if msg is not None and msg.error() is not None:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     return _name(msg.error())
@@ -425,7 +426,9 @@ def test_isolation_of_every_pair_of_principals(broker, secure, principals):
     for who, attempt, expected, outcome in rows:
         if expected == "allowed":
             ok = outcome == "allowed"
-        elif who in ("no credentials", "wrong password"):
+        elif who == "no credentials":
+            ok = outcome == NO_SASL
+        elif who == "wrong password":
             ok = outcome == AUTH_REFUSED
         else:  # the broker's own authorization error, nothing vaguer
             ok = outcome in ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED")
