@@ -54,6 +54,9 @@ def world(stack, database_url) -> Iterator[Settings]:
         dlq_window_min=20,
         dlq_ratio_max=0.5,
         retry_backoff_max_s=1.0,
+        # The engine's contract, not Balance's: without the gateway, a RegisterClient (the
+        # ledger case's good record) is applied at once instead of waiting for Balance.
+        balance_gateway=False,
     )
     ensure_topics(settings)
     with psycopg.connect(database_url, autocommit=True) as conn:
