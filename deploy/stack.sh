@@ -47,7 +47,10 @@ KAFKA_SSL_PORT="${BILLY_KAFKA_SSL_PORT:-19094}"   # SASL_SSL listener (security 
 # $KAFKA_PORT (SASL_PLAINTEXT, loopback) and $KAFKA_SSL_PORT (SASL_SSL), StandardAuthorizer,
 # deny by default; the controller listener stays PLAINTEXT on loopback (KRaft cannot use
 # SCRAM there) and its principal ANONYMOUS is a super user.
-KAFKA_SECURITY="${BILLY_KAFKA_SECURITY:-plaintext}"
+# Default: sasl for a new data dir; a formatted one keeps the mode it was formatted in (so a
+# broker restarted by a fault test comes back as it was). BILLY_KAFKA_SECURITY overrides.
+KAFKA_SECURITY_ASKED="${BILLY_KAFKA_SECURITY:-}"
+KAFKA_SECURITY="${BILLY_KAFKA_SECURITY:-sasl}"
 KAFKA_SECRETS="$KAFKA_DIR/secrets"          # mode 700; one <principal>.password per file
 KAFKA_TLS="$KAFKA_DIR/tls"                  # the stack's CA and the broker's certificate
 KAFKA_ADMIN_PROPS="$KAFKA_SECRETS/admin.properties"  # the super user, for the CLI tools
@@ -222,6 +225,15 @@ kafka_version() {
 kafka_check_security() {
   [[ $KAFKA_SECURITY == plaintext || $KAFKA_SECURITY == sasl ]] ||
     die "BILLY_KAFKA_SECURITY must be plaintext or sasl, not '$KAFKA_SECURITY'"
+}
+
+kafka_default_mode() {
+  [[ -z $KAFKA_SECURITY_ASKED && -f $KAFKA_DATA/meta.properties ]] || return 0
+  if grep -qx "$KAFKA_ADMIN_USER" "$KAFKA_SCRAM_MARKER" 2>/dev/null; then
+    KAFKA_SECURITY=sasl
+  else
+    KAFKA_SECURITY=plaintext
+  fi
 }
 
 # A running broker keeps the mode it was started in (its server.properties says which);
@@ -1069,17 +1081,17 @@ main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
   case $cmd in
-    up) take_lock; kafka_check_security; kafka_running_mode; pg_up; kafka_up; balance_up; write_env ;;
+    up) take_lock; kafka_check_security; kafka_default_mode; kafka_running_mode; pg_up; kafka_up; balance_up; write_env ;;
     down) take_lock; balance_down TERM; kafka_down; pg_stop fast ;;
     status) kafka_status; pg_status; balance_status ;;
-    env) kafka_check_security; kafka_running_mode; env_lines ;;
-    kafka-up) take_lock; kafka_check_security; kafka_running_mode; kafka_up ;;
+    env) kafka_check_security; kafka_default_mode; kafka_running_mode; env_lines ;;
+    kafka-up) take_lock; kafka_check_security; kafka_default_mode; kafka_running_mode; kafka_up ;;
     kafka-down) take_lock; kafka_down ;;
     kafka-kill) take_lock; kafka_kill ;;
     pg-up) take_lock; pg_up ;;
     pg-down) take_lock; pg_stop fast ;;
     pg-kill) take_lock; pg_stop immediate ;;
-    emulator-up) take_lock; kafka_running_mode; balance_up; write_env ;;
+    emulator-up) take_lock; kafka_default_mode; kafka_running_mode; balance_up; write_env ;;
     emulator-down) take_lock; balance_down TERM ;;
     emulator-kill) take_lock; balance_down KILL ;;
     kafka-tool)
