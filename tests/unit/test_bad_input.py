@@ -254,3 +254,40 @@ def test_a_dlq_copy_that_fits_is_exact_and_one_that_does_not_is_a_bounded_stand_
         headers[dlq.ORIGINAL_VALUE_SHA256] == hashlib.sha256(big.value or b"").hexdigest().encode()
     )
     assert OUTPUT_RECORD_BYTES_MAX < 1_048_588
+
+
+# --- what the engine may dead-letter: refusals about a record's data only -------------------
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "by_data"),
+    [
+        ("54000", True),
+        ("23514", True),
+        ("22021", True),
+        ("22001", True),
+        ("42P01", False),
+        ("42501", False),
+        ("XX000", False),
+    ],
+)
+def test_a_permanent_error_says_whether_the_data_caused_it(sqlstate: str, by_data: bool) -> None:
+    import psycopg
+
+    from billy_core import db
+    from billy_core.errors import PermanentDatabaseError
+
+    refused = db.classify(psycopg.errors.lookup(sqlstate)("refused"))
+    assert isinstance(refused, PermanentDatabaseError) and refused.sqlstate == sqlstate
+    assert refused.caused_by_data is by_data
+
+
+def test_the_driver_refusing_a_nul_is_about_the_data() -> None:
+    import psycopg
+
+    from billy_core import db
+    from billy_core.errors import PermanentDatabaseError
+
+    refused = db.classify(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00)"))
+    assert isinstance(refused, PermanentDatabaseError) and refused.caused_by_data
+    assert refused.sqlstate is None  # the engine's reason then says "database: client ..."
