@@ -2,10 +2,10 @@
 default; DESIGN.md, Security): every pair of principals, the TLS listener, onboarding and
 removal, billy's roles on their own least-privilege principals, and the read API's tokens.
 
-The broker: the session's own when it is secured (BILLY_KAFKA_SECURITY=sasl), otherwise a
+The broker: the session's own when it is secured (the default for a new stack), otherwise a
 second broker of its own (`deploy/stack.sh kafka-up` with BILLY_STATE_DIR=.state/secure-test
-and ports 29092-29094), started once and left running like the main stack
-(`BILLY_STATE_DIR=.state/secure-test deploy/stack.sh kafka-down` stops it).
+and free ports chosen once, kept in .state/secure-test/ports.json), started once and left
+running like the main stack (deploy/README.md, Security, says how to stop it).
 
 The isolation table (attempt, principal, expected, outcome) is written to
 .state/security-reports/isolation-latest.md and printed at the end of the session.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -53,7 +54,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 REPORTS = REPO / ".state" / "security-reports"
 SECURE_STATE = REPO / ".state" / "secure-test"
-SECURE_PORTS = {"kafka": 29092, "controller": 29093, "ssl": 29094}
+LEGACY_PORTS = {"kafka": 29092, "controller": 29093, "ssl": 29094}
 ALPHA, BETA, DELTA = "alpha", "beta", "delta"
 AUTH_REFUSED = "SASL_AUTHENTICATION_FAILED"  # wrong password (or a deleted user)
 NO_SASL = "disconnected: no SASL handshake"  # a client without credentials
@@ -89,6 +90,28 @@ def _secret(state: Path, name: str) -> str:
     return (state / "kafka" / "secrets" / f"{name}.password").read_text().strip()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def secure_ports() -> dict[str, int]:
+    """This checkout's own ports for its secured test broker, chosen free once and kept with
+    its state (the controller port is fixed at format time): two checkouts on one machine
+    never fight over a port."""
+    path = SECURE_STATE / "ports.json"
+    if path.exists():
+        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    if (SECURE_STATE / "kafka" / "formatted.controller-port").exists():
+        ports = dict(LEGACY_PORTS)  # formatted before ports were chosen per checkout
+    else:
+        ports = {name: _free_port() for name in ("kafka", "controller", "ssl")}
+    SECURE_STATE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ports))
+    return ports
+
+
 @pytest.fixture(scope="module")
 def broker(stack) -> Broker:
     main = Settings()
@@ -104,18 +127,19 @@ def broker(stack) -> Broker:
             ),
             (main.kafka_sasl_username, main.kafka_sasl_password.get_secret_value()),
         )
+    ports = secure_ports()
     env = {
         **os.environ,
         "BILLY_STATE_DIR": str(SECURE_STATE),
         "BILLY_KAFKA_SECURITY": "sasl",
-        "BILLY_KAFKA_PORT": str(SECURE_PORTS["kafka"]),
-        "BILLY_KAFKA_CONTROLLER_PORT": str(SECURE_PORTS["controller"]),
-        "BILLY_KAFKA_SSL_PORT": str(SECURE_PORTS["ssl"]),
+        "BILLY_KAFKA_PORT": str(ports["kafka"]),
+        "BILLY_KAFKA_CONTROLLER_PORT": str(ports["controller"]),
+        "BILLY_KAFKA_SSL_PORT": str(ports["ssl"]),
     }
     subprocess.run(["bash", str(REPO / "deploy" / "stack.sh"), "kafka-up"], check=True, env=env)
     return Broker(
-        f"127.0.0.1:{SECURE_PORTS['kafka']}",
-        f"127.0.0.1:{SECURE_PORTS['ssl']}",
+        f"127.0.0.1:{ports['kafka']}",
+        f"127.0.0.1:{ports['ssl']}",
         str(SECURE_STATE / "kafka" / "tls" / "ca.pem"),
         ("admin", _secret(SECURE_STATE, "admin")),
         ("billy", _secret(SECURE_STATE, "billy")),
