@@ -309,16 +309,20 @@ balance_requests = Table(
     Column("outcome_code", Text),
     _now(),
     Column("done_at", DateTime(timezone=True)),
+    # The topic prefix of the deployment that asked: only its own gateway performs it.
+    Column("deployment", Text, nullable=False),
     CheckConstraint("state IN ('pending', 'done')", name="balance_request_state_known"),
 )
 Index(
     "balance_requests_by_command",
+    balance_requests.c.deployment,
     balance_requests.c.tenant,
     balance_requests.c.command_id,
     unique=True,
 )
 Index(
     "balance_requests_pending",
+    balance_requests.c.deployment,
     balance_requests.c.tenant,
     balance_requests.c.client_id,
     balance_requests.c.id,

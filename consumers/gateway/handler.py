@@ -44,15 +44,18 @@ class GatewayHandler:
         """Counted by the performer (Balance calls), not here."""
 
     def apply(self, cur: psycopg.Cursor, batch: Batch[BalanceRequest], outbox: Outbox) -> Summary:
+        deployment = self.topics.prefix
         rows = [
-            (r.tenant, r.client_id, r.command_id, r.kind, Jsonb(r.body), r.currency)
+            (deployment, r.tenant, r.client_id, r.command_id, r.kind, Jsonb(r.body), r.currency)
             for r in batch.items
         ]
         # A command's request is written once by the ledger; ON CONFLICT only guards the
         # unique index should one ever come twice.
         cur.executemany(
-            "INSERT INTO balance_requests (tenant, client_id, command_id, kind, body, currency)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, command_id) DO NOTHING",
+            "INSERT INTO balance_requests"
+            " (deployment, tenant, client_id, command_id, kind, body, currency)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (deployment, tenant, command_id) DO NOTHING",
             rows,
         )
         return Summary(tuple((r.kind, "recorded") for r in batch.items))

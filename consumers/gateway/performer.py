@@ -122,7 +122,7 @@ class Performer:
         try:
             with self.pool.connection() as conn:
                 conn.autocommit = True
-                return store.heads(conn, busy, limit)
+                return store.heads(conn, self.topics.prefix, busy, limit)
         except Exception as exc:
             if not db.is_transient(exc):
                 raise

@@ -52,22 +52,28 @@ class ClientView:
     default_payer: str | None = None
 
 
-def heads(conn: psycopg.Connection, busy: set[ClientKey], limit: int) -> list[RequestRow]:
-    """The oldest pending request of each client that is due and not being performed."""
+def heads(
+    conn: psycopg.Connection, deployment: str, busy: set[ClientKey], limit: int
+) -> list[RequestRow]:
+    """The oldest pending request of each of this deployment's clients that is due and not
+    being performed (another deployment's requests are its own gateway's)."""
     rows = conn.execute(
         "SELECT id, tenant, client_id, command_id, kind, body, currency, attempts, progress,"
         " first_attempt_at FROM ("
         "  SELECT DISTINCT ON (tenant, client_id) * FROM balance_requests"
-        "  WHERE state = 'pending' ORDER BY tenant, client_id, id"
+        "  WHERE deployment = %s AND state = 'pending' ORDER BY tenant, client_id, id"
         ") h WHERE next_attempt_at <= now() ORDER BY id LIMIT %s",
-        (limit + len(busy),),
+        (deployment, limit + len(busy)),
     ).fetchall()
     out = [RequestRow(*row) for row in rows]
     return [r for r in out if r.client not in busy][:limit]
 
 
-def pending_count(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM balance_requests WHERE state = 'pending'").fetchone()
+def pending_count(conn: psycopg.Connection, deployment: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM balance_requests WHERE deployment = %s AND state = 'pending'",
+        (deployment,),
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
