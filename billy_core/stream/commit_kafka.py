@@ -4,8 +4,8 @@ report the role's progress.
 PostgreSQL stays the only source of truth for where a partition resumes (`positions`); this
 step copies each committed position to the group's offsets, asynchronously and best effort,
 so Kafka's own tools (`kafka-consumer-groups.sh --describe`) show true offsets and lag,
-within one commit of `billy_consumer_lag`. A failed or lost commit changes nothing but that
-view; the next one repairs it.
+at most `MIRROR_INTERVAL_S` (1 s) of commits behind PostgreSQL. A failed or lost commit
+changes nothing but that view; the next one repairs it.
 
 Kafka refuses `--reset-offsets --execute` while the group has members. A reset made while
 billy was stopped is noticed at the next assignment: billy's own commits carry the metadata
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -30,14 +32,28 @@ from billy_core.ops.health import HEALTH
 
 TP = tuple[str, int]
 COMPARE_TIMEOUT_S = 5.0
+# At most one offset commit per interval: a commit per poll (dozens a second) loads the
+# group coordinator for a view that only needs to be as fresh as billy_consumer_lag (5 s).
+MIRROR_INTERVAL_S = 1.0
 MIRROR_METADATA = "billy-mirror"  # on every offset billy commits: "this is billy's copy"
 
 
 class KafkaCommitStep:
     """Used by the engine's loop thread only (assignment callbacks run inside its poll)."""
 
-    def __init__(self, role: str, group: str, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        role: str,
+        group: str,
+        log: logging.Logger,
+        *,
+        interval_s: float = MIRROR_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.role = role
+        self.interval_s = interval_s
+        self.clock = clock
+        self._due = 0.0
         self.group = group
         self.log = log
         self._positions: dict[TP, int] = {}  # assigned partitions' stored positions
@@ -73,15 +89,19 @@ class KafkaCommitStep:
         and no partition waiting for a retry."""
         if self._unchecked:
             self._compare(consumer)
+        now = self.clock()
         with self._lock:
-            offsets = [
-                TopicPartition(t, p, self._positions[(t, p)], metadata=MIRROR_METADATA)
-                for t, p in self._dirty
-            ]
-            self._dirty.clear()
+            offsets = []
+            if now >= self._due:
+                offsets = [
+                    TopicPartition(t, p, self._positions[(t, p)], metadata=MIRROR_METADATA)
+                    for t, p in self._dirty
+                ]
+                self._dirty.clear()
             progressed = self._committed_batches > 0 or (not polled and not waiting)
             self._committed_batches = 0
         if offsets:
+            self._due = now + self.interval_s
             try:
                 consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as exc:  # advisory: the next commit repairs the view

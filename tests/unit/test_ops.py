@@ -160,7 +160,8 @@ class FakeConsumer:
 def test_mirror_commits_stored_positions_and_overwrites_a_reset(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    step = KafkaCommitStep("ledger-test", "g", logging.getLogger("billy.test"))
+    clock = Clock()
+    step = KafkaCommitStep("ledger-test", "g", logging.getLogger("billy.test"), clock=clock)
     consumer = FakeConsumer(
         {
             ("t", 0): (5, MIRROR_METADATA),
@@ -180,11 +181,16 @@ def test_mirror_commits_stored_positions_and_overwrites_a_reset(
     assert "says offset 999, billy's stored position is 40" in caplog.text
     step.committed(("t", 0), 9)
     step.after_poll(consumer, polled=True, waiting=False)  # type: ignore[arg-type]
+    assert len(consumer.commits) == 1  # at most one commit per interval
+    clock.now += 1.0
+    step.after_poll(consumer, polled=True, waiting=False)  # type: ignore[arg-type]
     assert consumer.commits[-1] == [("t", 0, 9)]
+    clock.now += 1.0
     step.after_poll(consumer, polled=True, waiting=False)  # type: ignore[arg-type]
     assert len(consumer.commits) == 2  # nothing moved: no commit
     step.revoked([("t", 0)])
     step.committed(("t", 0), 12)  # a batch that finished after the revoke: not mirrored
+    clock.now += 1.0
     step.after_poll(consumer, polled=True, waiting=False)  # type: ignore[arg-type]
     assert len(consumer.commits) == 2
 
