@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from billy_core.codec import decode_applied_service, decode_result, decode_wallet_snapshot
 from billy_core.commands import Command, ConfirmHold, ExpireHold, ReleaseHold, expire_command_id
@@ -85,10 +85,32 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
         consumer.close()
 
 
+# Errors a broker answers while it settles after a restart: ask again later.
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
+
+
 def is_quiet(settings: Settings, topics: TopicNames, tenants) -> tuple[bool, str]:
     """Invariant 10's condition: no lag, an empty outbox."""
     inputs = [topics.commands(t) for t in tenants] + [topics.admin_commands]
-    ends = end_offsets(settings, inputs)
+    try:
+        ends = end_offsets(settings, inputs)
+    except KafkaException as exc:
+        # Right after a broker restart leadership may still be moving (NOT_LEADER_FOR_PARTITION):
+        # the question is asked again, not answered with a crash.
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and (error.retriable() or error.code() in _SETTLING):
+            return False, f"broker not ready: {error.str()}"
+        raise
     with psycopg.connect(settings.database_url) as conn:
         stored = dict(
             ((t, p), o)
