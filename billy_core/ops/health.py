@@ -49,15 +49,15 @@ _PROGRESS_ROLES = frozenset({"ledger", "gateway"})
 
 @dataclass(slots=True)
 class _Role:
-    started_at: float
-    beat_at: float
-    progress_at: float
+    started_at_s: float
+    beat_at_s: float
+    progress_at_s: float
 
 
 @dataclass(slots=True)
 class _Dependency:
     up: bool | None = None  # None: not probed yet
-    since: float = 0.0
+    since_s: float = 0.0
     error: str = ""
 
 
@@ -79,13 +79,13 @@ class Health:
     def beat(self, role: str) -> None:
         state = self.roles.get(role)
         if state is not None:
-            state.beat_at = self.clock()
+            state.beat_at_s = self.clock()
 
     def progressed(self, role: str) -> None:
         now = self.clock()
         state = self.roles.get(role)
         if state is not None:
-            state.beat_at = state.progress_at = now
+            state.beat_at_s = state.progress_at_s = now
         metrics.progress_timestamp.labels(role).set(now)
 
     def set_dependency(self, name: str, up: bool, error: str = "", where: str = "") -> None:
@@ -93,9 +93,9 @@ class Health:
         now = self.clock()
         with self.lock:
             dep = self.dependencies.setdefault(name, _Dependency())
-            changed, was, since = dep.up != up, dep.up, dep.since
+            changed, was, since = dep.up != up, dep.up, dep.since_s
             if changed:
-                dep.up, dep.since = up, now
+                dep.up, dep.since_s = up, now
             dep.error = "" if up else error
         metrics.dependency_up.labels(name).set(1 if up else 0)
         fields = {"dependency": name, "event": "up" if up else "down"}
@@ -106,7 +106,7 @@ class Health:
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         now = self.clock()
-        roles = {r: round(now - s.beat_at, 1) for r, s in self.roles.items()}
+        roles = {r: round(now - s.beat_at_s, 1) for r, s in self.roles.items()}
         ok = all(age <= LIVENESS_STALE_S for age in roles.values())
         return ok, {"status": "ok" if ok else "stale", "loop_age_s": roles}
 
@@ -119,8 +119,8 @@ class Health:
                 dep = self.dependencies.get(name)
                 if dep is None or dep.up is not True:
                     found.append(f"{name} down" if dep and dep.up is False else f"{name} unknown")
-            if role in _PROGRESS_ROLES and now - state.progress_at > PROGRESS_STALE_S:
-                found.append(f"no progress for {now - state.progress_at:.0f} s")
+            if role in _PROGRESS_ROLES and now - state.progress_at_s > PROGRESS_STALE_S:
+                found.append(f"no progress for {now - state.progress_at_s:.0f} s")
             if role == "relay":
                 age = _gauge_value(metrics.outbox_oldest_seconds)
                 if age > OUTBOX_AGE_MAX_S:
