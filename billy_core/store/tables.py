@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -203,7 +204,7 @@ applied_services = Table(
     Column("refund_of", Text),
     Column("applied_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant", "client_id", "command_id"),
-    CheckConstraint("kind IN ('CHARGE', 'REFUND')", name="applied_kind_known"),
+    CheckConstraint("kind IN ('CHARGE', 'REFUND', 'PAYMENT')", name="applied_kind_known"),
     CheckConstraint("amount_minor > 0", name="applied_amount_positive"),
 )
 Index(
@@ -250,6 +251,9 @@ balance_pending = Table(
     # Resends seen while pending: [[topic, partition, offset], ...], answered as duplicates.
     Column("resends", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     _now(),
+    # A pending TransferCredit's amount (migration 0008): money that may be on the order in
+    # Balance already but not yet in the wallet (billy_core.ledger.payments).
+    Column("credit_minor", BigInteger),
     PrimaryKeyConstraint("tenant", "command_id"),
 )
 
@@ -267,6 +271,7 @@ balance_accounts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant", "client_id"),
 )
+Index("balance_accounts_by_order", balance_accounts.c.service_order_id)
 
 balance_invoices = Table(
     "balance_invoices",
@@ -344,6 +349,7 @@ gateway_clients = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant", "client_id"),
 )
+Index("gateway_clients_by_order", gateway_clients.c.service_order_id)
 
 # Every Balance object billy made or adopted, once: a look after an unclear call adopts only
 # objects nobody claimed, so one object never serves two commands.
@@ -367,6 +373,55 @@ gateway_outbox_shards = Table(
     Column("shard", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
     PrimaryKeyConstraint("shard"),
+)
+
+
+# --- payments from Balance (migration 0008) ---------------------------------------------------
+# Per client's order: the last applied notification Tid and the order's cumulative money, seen
+# (confirmed by Balance) and credited (as payments, as postpay top-ups); the rule is
+# billy_core.ledger.payments.
+balance_orders = Table(
+    "balance_orders",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("service_order_id", BigInteger, nullable=False),
+    Column("last_tid", Numeric(40, 0), nullable=False, server_default=text("0")),
+    Column("seen_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("credited_payments_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("credited_postpay_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id", "service_order_id"),
+    CheckConstraint(
+        "seen_minor >= 0 AND credited_payments_minor >= 0 AND credited_postpay_minor >= 0",
+        name="balance_order_sums_not_negative",
+    ),
+)
+
+# One row per credited payment (a notification that raised the order's money), for reads.
+payments = Table(
+    "payments",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("service_order_id", BigInteger, nullable=False),
+    Column("tid", Numeric(40, 0), nullable=False),
+    Column("command_id", Text, nullable=False),  # billy-payment:<order>:<tid>
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("order_sum_minor", BigInteger, nullable=False),  # the order's confirmed total
+    Column("invoice_id", BigInteger),  # when one unpaid invoice has exactly this amount
+    Column("received_at_ms", BigInteger, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("tenant", "client_id", "service_order_id", "tid"),
+    CheckConstraint("amount_minor > 0", name="payment_amount_positive"),
+)
+Index(
+    "payments_by_time",
+    payments.c.tenant,
+    payments.c.client_id,
+    payments.c.received_at_ms,
+    payments.c.tid,
 )
 
 
