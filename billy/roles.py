@@ -84,9 +84,9 @@ def role_target(settings: Settings, role: str) -> RoleTarget:
 
         return Relay(settings).run
     if role == "sweeper":
-        from jobs.sweeper import HoldSweeper
+        from jobs.balance_jobs import run_sweeper
 
-        return HoldSweeper(settings).run
+        return run_sweeper(settings)  # hold expiry, consumption reports, act imports
     if role == "api":
         from billy_core.api.server import serve
 

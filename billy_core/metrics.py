@@ -29,6 +29,9 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_offset_mismatches_total | counter | role | group offsets unlike the stored ones (a reset) |
 | billy_outbox_oldest_seconds | gauge | | age of the oldest outbox row (relay's view) |
 | billy_dependency_up | gauge | dependency | 1 while kafka / postgresql answer the probe |
+| billy_consumption_reports_total | counter | outcome | UpdateCampaigns: accepted, refused, failed |
+| billy_acts_imported_total | counter | | Balance acts imported (each once) |
+| billy_reconciliations_total | counter | status | client-months: matched, differs, no_act |
 """
 
 from __future__ import annotations
@@ -110,6 +113,19 @@ dependency_up = Gauge(
 )
 
 _ROLE_COUNTERS = (dlq_records, db_retries, misrouted_records, partitions_paused, offset_mismatches)
+consumption_reports = Counter(
+    "billy_consumption_reports_total",
+    "Order totals sent to Balance with UpdateCampaigns, by outcome",
+    ["outcome"],
+)
+acts_imported = Counter("billy_acts_imported_total", "Balance acts imported")
+reconciliations = Counter(
+    "billy_reconciliations_total", "Client-months reconciled with new figures", ["status"]
+)
+
+CONSUMPTION_OUTCOMES = ("accepted", "refused", "failed")
+RECONCILIATION_STATUSES = ("matched", "differs", "no_act")
+
 TOPIC_KINDS = ("results", "applied_services", "wallets", "dlq", "other")
 
 
@@ -128,3 +144,7 @@ def export_zero(roles: tuple[str, ...], tenants: tuple[str, ...]) -> None:
         partitions_paused_now.labels(role)
     for dependency in ("kafka", "postgresql"):
         dependency_up.labels(dependency)
+    for outcome in CONSUMPTION_OUTCOMES:
+        consumption_reports.labels(outcome)
+    for status in RECONCILIATION_STATUSES:
+        reconciliations.labels(status)

@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     # --- hold expiry -------------------------------------------------------------------------
     hold_sweep_interval_s: float = Field(2.0, gt=0, le=3600)
 
+    # --- consumption reports and acts (the sweeper role; jobs.consumption, jobs.acts) -------
+    consumption_interval_s: float = Field(
+        60.0, gt=0, le=86400, description="How often the sweeper reports consumption to Balance"
+    )
+    consumption_settle_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Revenue is reported only once this old: a ledger transaction started"
+        " before a report's cutoff must have committed by then",
+    )
+    acts_interval_s: float = Field(
+        3600.0, gt=0, le=86400, description="How often the sweeper looks for last month's acts"
+    )
+
     # --- metrics ---
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve /metrics here (roles without the api role)"

@@ -20,6 +20,9 @@ class TopicNames:
         self.admin_commands = f"{prefix}.admin.commands"
         self.admin_results = f"{prefix}.admin.results"
         self.dlq = f"{prefix}.dlq"
+        # Balance's monthly acts and their reconciliation against the ledger (jobs.acts).
+        self.acts = f"{prefix}.acts"
+        self.reconciliation = f"{prefix}.reconciliation"
         self.relay_positions = f"{prefix}.internal.relay-positions"
         # Balance: the ledger's intents to the gateway, the gateway's outcomes to the ledger.
         self.balance_requests = f"{prefix}.internal.balance-requests"

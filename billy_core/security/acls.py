@@ -130,6 +130,8 @@ def role_bindings(
             t.admin_results,
             t.applied_services,
             t.wallets,
+            t.acts,
+            t.reconciliation,
             t.dlq,
             t.balance_requests,
             t.internal_events,

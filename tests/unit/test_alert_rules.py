@@ -71,6 +71,7 @@ def test_what_must_be_alerted_is() -> None:
         "billy_offset_mismatches_total",
         "billy_progress_timestamp_seconds",
         "billy_dependency_up",
+        "billy_reconciliations_total",
     ):
         assert metric in used, metric
 

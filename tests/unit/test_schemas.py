@@ -34,8 +34,16 @@ RECORDS = [
     "RegisterClient", "UpsertPayer", "UpsertContract", "RequestInvoice", "TransferCredit",
     "Charge", "Hold", "ConfirmHold", "ReleaseHold", "Refund", "Adjust", "ExpireHold",
     "UpdateClient", "Command", "Result", "AppliedService", "WalletSnapshot",
+    "BalanceAct", "Reconciliation",
 ]  # fmt: skip
-TOP_LEVEL = ["Command", "Result", "AppliedService", "WalletSnapshot"]
+TOP_LEVEL = [
+    "Command",
+    "Result",
+    "AppliedService",
+    "WalletSnapshot",
+    "BalanceAct",
+    "Reconciliation",
+]
 
 
 def _walk(node, path="$"):
@@ -113,7 +121,7 @@ def test_the_only_logical_type_is_timestamp_millis_on_long(name):
 
 
 def test_wallet_snapshot_and_applied_service_carry_no_personal_data():
-    for name in ("WalletSnapshot", "AppliedService"):
+    for name in ("WalletSnapshot", "AppliedService", "BalanceAct", "Reconciliation"):
         fields = {f["name"] for f in SCHEMAS.current[name].json["fields"]}
         assert not fields & {"name", "email", "fields"}, name
 
@@ -416,6 +424,10 @@ def test_examples_cover_every_body_and_both_result_statuses():
     assert bodies == {cls.__name__ for cls in typing.get_args(commands.Body)}
     assert {d["status"] for d in seen["Result"]} == {"APPLIED", "REJECTED"}
     assert seen["AppliedService"] and seen["WalletSnapshot"]
+    assert seen["BalanceAct"] and {d["status"] for d in seen["Reconciliation"]} >= {
+        "matched",
+        "differs",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -463,6 +475,8 @@ def test_every_topic_of_the_design_is_described():
         "billy.internal.relay-positions",
         "billy.internal.balance-requests",  # the ledger's Balance intents, to the gateway
         "billy.internal.events",  # the gateway's Balance outcomes, to the ledger
+        "billy.acts",  # Balance's acts as imported (jobs.acts)
+        "billy.reconciliation",  # acts against the ledger, per client and month
     }
 
 
