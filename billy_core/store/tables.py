@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -449,3 +450,92 @@ api_tokens = Table(
     CheckConstraint("octet_length(secret_sha256) = 32", name="api_token_hash_size"),
 )
 Index("api_tokens_by_tenant", api_tokens.c.tenant)
+
+
+# --- consumption reports, acts, reconciliations (migration 0009; billy_core.acts) -------------
+# The reporter finds clients whose revenue changed in a window of time through this index.
+Index(
+    "transfers_revenue_by_time",
+    transfers.c.created_at,
+    postgresql_where=text("target LIKE 't:%:revenue:%' OR source LIKE 't:%:revenue:%'"),
+)
+
+# How far the ledger's revenue has been counted into reports (one row, name 'revenue').
+consumption_watermark = Table(
+    "consumption_watermark",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("counted_until", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Per client and Balance month: the latest cumulative total made for it, and whether Balance
+# accepted that very report (set only after UpdateCampaigns answered 1 for it).
+consumption_reports = Table(
+    "consumption_reports",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("month", Text, nullable=False),
+    Column("service_order_id", BigInteger, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("report_dt", DateTime(timezone=True), nullable=False),
+    Column("accepted", Boolean, nullable=False, server_default=text("false")),
+    Column("refusals", Integer, nullable=False, server_default=text("0")),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id", "month"),
+    CheckConstraint("total_minor >= 0", name="consumption_total_not_negative"),
+    CheckConstraint("month ~ '^[0-9]{4}-[0-9]{2}$'", name="consumption_month_format"),
+)
+Index(
+    "consumption_reports_waiting",
+    consumption_reports.c.month,
+    consumption_reports.c.tenant,
+    consumption_reports.c.client_id,
+    postgresql_where=text("NOT accepted"),
+)
+
+# Balance's acts as imported: each once (unique act id), published once.
+acts = Table(
+    "acts",
+    metadata,
+    Column("act_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("month", Text, nullable=False),
+    Column("act_date", Date, nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("contract_id", BigInteger),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("amount_nds_minor", BigInteger, nullable=False),
+    Column("paid_amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("acts_by_client", acts.c.tenant, acts.c.client_id, acts.c.month)
+
+# Per client and month: the acts' sum against the ledger's revenue of the month.
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("tenant", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("month", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("act_minor", BigInteger, nullable=False),
+    Column("ledger_minor", BigInteger, nullable=False),
+    Column("difference_minor", BigInteger, nullable=False),
+    Column("act_count", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("revision", Integer, nullable=False, server_default=text("1")),
+    Column("checked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant", "client_id", "month"),
+    CheckConstraint(
+        "difference_minor = act_minor - ledger_minor", name="difference_is_act_less_ledger"
+    ),
+    CheckConstraint(
+        "status IN ('matched', 'differs', 'no_act')", name="reconciliation_status_known"
+    ),
+)
