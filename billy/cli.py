@@ -8,6 +8,9 @@
     billy applied-services TENANT CLIENT [--from ISO --to ISO] [--limit N]
     billy adjustments TENANT CLIENT                the billing team's corrections (audit)
     billy balance TENANT CLIENT                    Balance ids, payers, contracts, invoices
+    billy consumption report [--month M]          report to Balance now, wait until accepted
+    billy reconcile --month M                      import a month's acts, reconcile, print
+    billy acts TENANT CLIENT                       a client's acts and reconciliation status
     billy demo                                     a few clients funded, charged, held, refunded
     billy tail | decode | offsets | dlq | replay | rebuild    operator tools (billy/ops/cli.py)
     billy tenants add|list|remove|rotate-token     onboarding: topics, credentials, ACLs, token
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 import click
 from pydantic import ValidationError
 
+from billy.acts_cli import register as register_acts
 from billy.ops.cli import register as register_ops
 from billy.roles import ROLES, StartupError, run_roles
 from billy_core.settings import Settings, load
@@ -326,6 +330,7 @@ def security_init(ctx: _Context, rotate: bool) -> None:
 
 
 register_ops(main, pass_context)
+register_acts(main, pass_context)
 
 if __name__ == "__main__":
     sys.exit(main())

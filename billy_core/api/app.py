@@ -235,6 +235,23 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return models.BalanceView(tenant=scope.tenant, client_id=scope.client_id, **view)
 
     @app.get(
+        "/v1/{tenant}/clients/{client_id}/acts",
+        response_model=models.ClientActs,
+        responses=errors,
+        tags=["clients"],
+    )
+    def client_acts(scope: Scope) -> models.ClientActs:
+        """Balance's monthly acts for the client, each with its reconciliation status, and
+        every reconciled month (act against billy's ledger)."""
+        from billy_core.acts import reads as act_reads
+
+        with engine.connect() as conn:
+            view = act_reads.client_acts(conn, scope.tenant, scope.client_id)
+        if view is None:
+            raise HTTPException(status_code=404, detail=_NOT_FOUND)
+        return models.ClientActs(tenant=scope.tenant, client_id=scope.client_id, **view)
+
+    @app.get(
         "/healthz",
         response_model=models.Health,
         responses={503: {"model": models.Health, "description": "PostgreSQL does not answer"}},

@@ -4,7 +4,7 @@ milliseconds beside them where billy stores them so. Names and emails are never 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,7 @@ __all__ = [
     "BalanceInvoice",
     "BalancePayer",
     "BalanceView",
+    "ClientActs",
     "Health",
     "Hold",
     "Holds",
@@ -118,6 +119,43 @@ class BalanceView(_Out):
     payers: list[BalancePayer]
     contracts: list[BalanceContract]
     invoices: list[BalanceInvoice] = Field(description="Oldest first, at most 1000")
+
+
+class Act(_Out):
+    """A monthly act Balance made from billy's consumption reports, as imported."""
+
+    act_id: int
+    external_id: str
+    month: str = Field(description="YYYY-MM, in Balance's time zone (Moscow)")
+    act_date: date = Field(description="The month's last day")
+    contract_id: int | None
+    amount_minor: int = Field(description="VAT included")
+    amount_nds_minor: int
+    paid_amount_minor: int
+    currency: str
+    imported_at: datetime
+    reconciliation_status: Literal["matched", "differs", "no_act", "not_reconciled"] = Field(
+        description="Its month's reconciliation against billy's ledger"
+    )
+
+
+class ReconciledMonth(_Out):
+    month: str
+    currency: str
+    act_minor: int = Field(description="Sum of the month's acts (0 when there is none)")
+    ledger_minor: int = Field(description="billy's revenue from the client in the month")
+    difference_minor: int = Field(description="act_minor - ledger_minor")
+    act_count: int
+    status: Literal["matched", "differs", "no_act"]
+    revision: int
+    checked_at: datetime
+
+
+class ClientActs(_Out):
+    tenant: str
+    client_id: str
+    acts: list[Act] = Field(description="Newest month first")
+    reconciliations: list[ReconciledMonth] = Field(description="Newest month first")
 
 
 class Adjustment(_Out):

@@ -228,3 +228,71 @@ def test_5_running_again_publishes_nothing_new(story):
     assert len(story.outputs.records) == before
     rows = story.conn.execute("SELECT count(*) FROM outbox").fetchone()
     assert rows is not None
+
+
+def test_6_reads_list_a_clients_acts_with_their_reconciliation(story):
+    from fastapi.testclient import TestClient
+
+    from billy_core import reads
+    from billy_core.api.app import create_app
+
+    a, _, c = story.clients
+    settings = story.settings.model_copy(update={"api_tokens": {"tok-acts": TENANT}})
+    engine = reads.create_engine_for(settings)
+    try:
+        with TestClient(create_app(settings, engine)) as http:
+            auth = {"Authorization": "Bearer tok-acts"}
+            got = http.get(f"/v1/{TENANT}/clients/{c}/acts", headers=auth)
+            assert got.status_code == 200, got.text
+            body = got.json()
+            (act,) = body["acts"]
+            assert (act["month"], act["amount_minor"], act["reconciliation_status"]) == (
+                MONTH,
+                story.ledger[c],
+                "differs",
+            )
+            (month,) = body["reconciliations"]
+            assert (month["difference_minor"], month["status"]) == (-1_234, "differs")
+            ok = http.get(f"/v1/{TENANT}/clients/{a}/acts", headers=auth).json()
+            assert [x["reconciliation_status"] for x in ok["acts"]] == ["matched"]
+            assert http.get(f"/v1/{TENANT}/clients/nobody/acts", headers=auth).status_code == 404
+            assert http.get(f"/v1/realty/clients/{a}/acts", headers=auth).status_code in (
+                401,
+                403,
+                404,
+            )
+    finally:
+        engine.dispose()
+
+
+def test_7_billy_reconcile_prints_the_table_and_says_there_is_a_difference(story):
+    import os
+    import subprocess
+    import sys
+
+    a, _, c = story.clients
+    env = {
+        **os.environ,
+        "BILLY_DATABASE_URL": story.settings.database_url,
+        "BILLY_KAFKA_BOOTSTRAP": story.settings.kafka_bootstrap,
+        "BILLY_TOPIC_PREFIX": story.settings.topic_prefix,
+        "BILLY_BALANCE_URL": story.settings.balance_url,
+    }
+    billy = [sys.executable, "-m", "billy.cli"]
+    done = subprocess.run(
+        [*billy, "reconcile", "--month", MONTH], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 3, done.stderr
+    lines = done.stdout.splitlines()
+    assert "acts " + MONTH + ": 0 new from 3 client(s)" in lines
+    (row,) = [line for line in lines if line.startswith(f"{TENANT}/{c} ")]
+    assert row.split()[-2:] == ["RUB", "differs"] and "-12.34 RUB" in row
+    assert f"reconcile {MONTH}: 3 client(s), 1 with a difference" in lines
+    shown = subprocess.run(
+        [*billy, "acts", TENANT, a], env=env, capture_output=True, text=True, check=True
+    )
+    assert "matched" in shown.stdout and MONTH in shown.stdout
+    bad = subprocess.run(
+        [*billy, "reconcile", "--month", "2026-1"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "--month" in bad.stderr
