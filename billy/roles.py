@@ -5,6 +5,7 @@
     relay    relay              outbox -> Kafka, exactly once
     sweeper  jobs.sweeper       expired holds -> ExpireHold commands
     api      billy_core.api     the HTTP read API and /metrics
+    intake   intake             Balance's notifications (HTTP) -> payment events in Kafka
 
 `prepare` makes the database and topics ready and waits, bounded, for PostgreSQL and Kafka;
 `run_roles` runs some roles on threads of one process until a signal or a role's failure.
@@ -21,7 +22,7 @@ from billy_core import limits, retry
 from billy_core.errors import TransientError
 from billy_core.settings import Settings
 
-ROLES = ("ledger", "gateway", "relay", "sweeper", "api")
+ROLES = ("ledger", "gateway", "relay", "sweeper", "api", "intake")
 RoleTarget = Callable[[threading.Event], None]
 log = logging.getLogger("billy")
 
@@ -91,6 +92,10 @@ def role_target(settings: Settings, role: str) -> RoleTarget:
         from billy_core.api.server import serve
 
         return lambda stop: serve(settings, stop)
+    if role == "intake":
+        from intake import IntakeServer
+
+        return IntakeServer(settings).run
     raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
 
 

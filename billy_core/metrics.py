@@ -29,6 +29,8 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_offset_mismatches_total | counter | role | group offsets unlike the stored ones (a reset) |
 | billy_outbox_oldest_seconds | gauge | | age of the oldest outbox row (relay's view) |
 | billy_dependency_up | gauge | dependency | 1 while kafka / postgresql answer the probe |
+| billy_notifications_total | counter | form, outcome | Balance notifications the intake answered |
+| billy_payments_total | counter | tenant, outcome | confirmed notifications the ledger applied |
 | billy_consumption_reports_total | counter | outcome | UpdateCampaigns: accepted, refused, failed |
 | billy_acts_imported_total | counter | | Balance acts imported (each once) |
 | billy_reconciliations_total | counter | status | client-months: matched, differs, no_act |
@@ -96,6 +98,33 @@ balance_requests = Counter(
     ["kind", "code"],
 )
 
+# --- payments from Balance (intake/, consumers/ledger/payments.py) ----------------------------
+# outcome: accepted (durably in Kafka), forged (Balance does not confirm the figures),
+# unsigned (no or a wrong signature), refused_source (address not allowed), invalid (a field),
+# unmapped (an order billy does not know yet), balance_unavailable, kafka_unavailable, ignored
+# (NotifyClient2 / NotifyInvoice). form: json | xmlrpc.
+notifications = Counter(
+    "billy_notifications_total", "Balance notifications answered by the intake", ["form", "outcome"]
+)
+# outcome: credited, nothing_owed, stale (Tid not newer: duplicate or reordered),
+# unknown_client, currency_mismatch
+payments = Counter(
+    "billy_payments_total",
+    "Confirmed Balance notifications applied by the ledger",
+    ["tenant", "outcome"],
+)
+NOTIFICATION_OUTCOMES = (
+    "accepted",
+    "forged",
+    "unsigned",
+    "refused_source",
+    "invalid",
+    "unmapped",
+    "balance_unavailable",
+    "kafka_unavailable",
+    "ignored",
+)
+
 # --- operations (billy_core.ops) ---------------------------------------------------------------
 progress_timestamp = Gauge(
     "billy_progress_timestamp_seconds",
@@ -144,6 +173,9 @@ def export_zero(roles: tuple[str, ...], tenants: tuple[str, ...]) -> None:
         partitions_paused_now.labels(role)
     for dependency in ("kafka", "postgresql"):
         dependency_up.labels(dependency)
+    for form in ("json", "xmlrpc"):
+        for outcome in NOTIFICATION_OUTCOMES:
+            notifications.labels(form, outcome)
     for outcome in CONSUMPTION_OUTCOMES:
         consumption_reports.labels(outcome)
     for status in RECONCILIATION_STATUSES:

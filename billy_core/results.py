@@ -45,6 +45,8 @@ class Code(StrEnum):
     CONTRACT_NOT_FOUND = "contract_not_found"  # no such contract, or none of the needed type
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"  # TransferCredit above the limit left
     # (details limit_left_minor)
+    # billy's own event, not an answer: money from Balance credited (billy-payment:<order>:<tid>)
+    PAYMENT_RECEIVED = "payment_received"
 
 
 @dataclass(frozen=True, slots=True)

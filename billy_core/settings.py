@@ -199,6 +199,38 @@ class Settings(BaseSettings):
         0.1, gt=0, le=10, description="How often an idle performer looks for new requests"
     )
 
+    # --- intake (Balance notifications; intake/) ------------------------------------------
+    intake_host: str = Field("127.0.0.1", description="Where the intake listens for Balance")
+    intake_port: int = Field(8081, ge=1, le=65535, description="The intake's HTTP port")
+    intake_path: str = Field(
+        "/balance", pattern=r"^/[A-Za-z0-9._~/-]*$", description="Base path of the notify URL"
+    )
+    balance_notify_secret: SecretStr | None = Field(
+        None, description="HMAC key of X-Balance-Signature (shared with Balance); none: refuse all"
+    )
+    intake_allow_cidrs: tuple[str, ...] = Field(
+        ("127.0.0.0/8", "::1/128"),
+        description="Source addresses Balance calls from (JSON list of CIDRs)",
+    )
+    intake_kafka_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Longest wait for Kafka to confirm a notification"
+    )
+    intake_body_bytes_max: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="Largest notification body taken"
+    )
+
+    @field_validator("intake_allow_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"intake_allow_cidrs: {cidr!r} is not a CIDR ({exc})") from None
+        return value
+
     @model_validator(mode="after")
     def _check_kafka_security(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL_") and not (

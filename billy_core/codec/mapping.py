@@ -56,6 +56,7 @@ _ONE_MS = timedelta(milliseconds=1)
 class ServiceKind(StrEnum):
     CHARGE = "CHARGE"  # revenue from a Charge or a ConfirmHold
     REFUND = "REFUND"  # revenue returned by a Refund
+    PAYMENT = "PAYMENT"  # money received from Balance (a notified payment)
 
 
 @dataclass(frozen=True, slots=True)

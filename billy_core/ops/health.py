@@ -43,6 +43,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "relay": ("kafka", "postgresql"),
     "sweeper": ("kafka", "postgresql"),
     "api": ("postgresql",),
+    "intake": ("kafka", "postgresql"),
 }
 _PROGRESS_ROLES = frozenset({"ledger", "gateway"})
 

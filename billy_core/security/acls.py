@@ -16,7 +16,7 @@ ResourceType = Literal["topic", "group", "transactional_id", "cluster"]
 PatternType = Literal["literal", "prefixed"]
 Operation = Literal["read", "write", "describe", "create", "idempotent_write", "all"]
 
-ROLES = ("ledger", "relay", "sweeper", "gateway", "api")
+ROLES = ("ledger", "relay", "sweeper", "gateway", "api", "intake")
 CLUSTER = "kafka-cluster"  # the only name a cluster resource has
 
 
@@ -116,6 +116,7 @@ def role_bindings(
     sweeper  WRITE every tenant's commands (ExpireHold on the client's own partition)
     gateway  READ the Balance requests; its group
     api      DESCRIBE billy's topics only (the start-up topic check); it reads PostgreSQL
+    intake   WRITE the internal events (confirmed Balance notifications); idempotent writes
     """
     t = TopicNames(prefix)
     p = role_principal(prefix, role)
@@ -154,6 +155,11 @@ def role_bindings(
         return [*_topic(p, t.balance_requests, "read"), *_group(p, gateway_group, "literal")]
     if role == "api":
         return [Binding(p, "topic", f"{prefix}.", "prefixed", "describe")]
+    if role == "intake":
+        return [
+            *_topic(p, t.internal_events, "write"),
+            Binding(p, "cluster", CLUSTER, "literal", "idempotent_write"),
+        ]
     raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
 
 

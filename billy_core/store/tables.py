@@ -407,14 +407,14 @@ payments = Table(
     Column("client_id", Text, nullable=False),
     Column("service_order_id", BigInteger, nullable=False),
     Column("tid", Numeric(40, 0), nullable=False),
-    Column("command_id", Text, nullable=False),  # billy-payment:<order>:<tid>
+    Column("command_id", Text, nullable=False),  # billy-payment:<order>:<tid>[:<top-up>]
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
     Column("order_sum_minor", BigInteger, nullable=False),  # the order's confirmed total
     Column("invoice_id", BigInteger),  # when one unpaid invoice has exactly this amount
     Column("received_at_ms", BigInteger, nullable=False),
     _now(),
-    PrimaryKeyConstraint("tenant", "client_id", "service_order_id", "tid"),
+    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
     CheckConstraint("amount_minor > 0", name="payment_amount_positive"),
 )
 Index(

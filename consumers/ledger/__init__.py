@@ -13,9 +13,10 @@ from billy_core.stream.engine import Engine
 from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded
 from consumers.ledger.handler import LedgerHandler
+from consumers.ledger.payments import PaymentItem
 
 
-def build(settings: Settings) -> Engine[Decoded | OutcomeItem]:
+def build(settings: Settings) -> Engine[Decoded | OutcomeItem | PaymentItem]:
     topics = TopicNames(settings.topic_prefix)
     handler = LedgerHandler(
         topics,

@@ -37,7 +37,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from billy_core.codec import WalletSnapshot, encode_result, encode_wallet_snapshot
-from billy_core.commands import Command, RegisterClient
+from billy_core.commands import Command, RegisterClient, TransferCredit
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import TopicNames
 from billy_core.ledger import accounts
@@ -55,6 +55,7 @@ from consumers.gateway.wire import (
     decode_outcome,
     encode_request,
 )
+from consumers.ledger import payments
 
 log = logging.getLogger("billy.ledger.balance")
 
@@ -150,6 +151,8 @@ class Intents:
             record.partition,
             record.offset,
             [],
+            # A top-up's amount: the payment rule holds it back while pending (module payments)
+            body.amount_minor if isinstance(body, TransferCredit) else None,
         ]
         if isinstance(body, RegisterClient):
             writes.clients.append((tenant, command.client_id, body.name, body.email))
@@ -182,10 +185,11 @@ class Intents:
         if self.rows:
             with cur.copy(
                 "COPY balance_pending (tenant, command_id, client_id, payload_hash, kind,"
-                " source_topic, source_partition, source_offset, resends) FROM STDIN"
+                " source_topic, source_partition, source_offset, resends, credit_minor)"
+                " FROM STDIN"
             ) as copy:
                 for row in self.rows.values():
-                    copy.write_row((*row[:8], Jsonb(row[8])))
+                    copy.write_row((*row[:8], Jsonb(row[8]), row[9]))
         for tenant, command_id, where in self.resends:
             cur.execute(
                 "UPDATE balance_pending SET resends = resends || %s"
@@ -224,6 +228,7 @@ def apply_outcomes(
     changed: dict[tuple[str, str], None] = {}
     outcomes: list[tuple[str, str]] = []
     answered: list[tuple[str, str]] = []
+    topups: list[tuple[str, str, str, int]] = []  # resolved TransferCredits, for payments
     now_ms = time.time_ns() // 1_000_000
     for item in items:
         o = item.outcome
@@ -241,6 +246,9 @@ def apply_outcomes(
         if wallet is None:
             raise InvariantViolation(f"{o.tenant}/{o.client_id}: outcome for a client w/o wallet")
         applied = o.status == Status.APPLIED.value
+        if p.kind == "TransferCredit":
+            credited = o.credit_minor if applied and o.credit_minor else 0
+            topups.append((o.tenant, o.client_id, o.command_id, credited))
         if applied and o.credit_minor:
             if o.currency != wallet.currency or o.credit_minor < 0:
                 raise InvariantViolation(f"{o.tenant}/{o.client_id}: bad credit in an outcome")
@@ -328,7 +336,10 @@ def apply_outcomes(
             f"wallet:{key[0]}:{key[1]}:{wallet.version}",
         )
     store.write(cur, writes)
-    return Summary(tuple(outcomes))
+    # After the top-ups' credits and the deletion of their pending rows: a payment held back
+    # while they were pending may be owed now (billy_core.ledger.payments).
+    settled = payments.settle_topups(cur, topups, outbox, topics, now_ms)
+    return Summary(tuple(outcomes) + settled.outcomes)
 
 
 def _load_pending_rows(

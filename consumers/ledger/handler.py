@@ -10,6 +10,7 @@ to the outbox it is given. The engine does the rest (positions, DLQ, retries, co
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Sequence
 from typing import cast
@@ -44,13 +45,15 @@ from billy_core.ledger.core import Duplicate, decide, expiry_due
 from billy_core.ledger.decision import Decision
 from billy_core.ledger.invariants import check_held_matches
 from billy_core.ledger.state import ClientState, Wallet
+from billy_core.payment_events import is_payment_event
 from billy_core.results import Code, Result, Status
 from billy_core.store import ledger_store as store
 from billy_core.stream import Batch, Outbox, Poison, Record, Summary
 from billy_core.text import bounded, shorten_id, shorten_key
-from consumers.ledger import balance_intents
+from consumers.ledger import balance_intents, payments
 from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded, decode
+from consumers.ledger.payments import PaymentItem
 
 
 def _now_ms() -> int:
@@ -79,8 +82,10 @@ class LedgerHandler:
         # Balance outcomes from the gateway come back on the internal events topic.
         return [self.topics.commands_pattern(self.tenants), self.topics.internal_events]
 
-    def decode(self, record: Record) -> Decoded | OutcomeItem | Poison:
+    def decode(self, record: Record) -> Decoded | OutcomeItem | PaymentItem | Poison:
         if record.topic == self.topics.internal_events:
+            if is_payment_event(record.value):  # from the intake; the rest from the gateway
+                return payments.decode_payment_record(record)
             return balance_intents.decode_outcome_record(record)
         return decode(record, self.topics, self.tenants)
 
@@ -117,7 +122,10 @@ class LedgerHandler:
         if topic == self.topics.internal_events:  # Balance outcomes: ("<tenant>/<kind>", code)
             for where, code in summary.outcomes:
                 tenant, _, kind = where.partition("/")
-                metrics.commands.labels(tenant, kind, code).inc()
+                if kind == "payment":  # a Balance notification applied (consumers.ledger.payments)
+                    metrics.payments.labels(tenant, code).inc()
+                else:
+                    metrics.commands.labels(tenant, kind, code).inc()
             return
         for kind, code in summary.outcomes:
             metrics.commands.labels(tenant, kind, code).inc()
@@ -125,12 +133,13 @@ class LedgerHandler:
             metrics.duplicates.labels(tenant).inc(summary.duplicates)
 
     def apply(
-        self, cur: psycopg.Cursor, batch: Batch[Decoded | OutcomeItem], outbox: Outbox
+        self,
+        cur: psycopg.Cursor,
+        batch: Batch[Decoded | OutcomeItem | PaymentItem],
+        outbox: Outbox,
     ) -> Summary:
-        if batch.topic == self.topics.internal_events:  # one topic per batch: outcomes only
-            return balance_intents.apply_outcomes(
-                cur, cast(Batch[OutcomeItem], batch), outbox, self.topics
-            )
+        if batch.topic == self.topics.internal_events:  # one topic per batch: Balance events
+            return self._apply_events(cur, batch, outbox)
         fresh = cast(Sequence[Decoded], batch.items)
         processed = store.load_processed(cur, _idempotency_keys(fresh))
         processed.update(balance_intents.load_pending(cur, _idempotency_keys(fresh)))
@@ -150,6 +159,29 @@ class LedgerHandler:
         for key in rows.changed:
             check_held_matches(_wallet(states, key), totals.get(key, 0))
         return Summary(tuple(rows.by_kind), rows.duplicates)
+
+    def _apply_events(
+        self,
+        cur: psycopg.Cursor,
+        batch: Batch[Decoded | OutcomeItem | PaymentItem],
+        outbox: Outbox,
+    ) -> Summary:
+        """Gateway outcomes and intake payments, in offset order: each run of one kind is
+        applied before the next (a top-up's outcome and a payment of one client interact)."""
+        outcomes: list[tuple[str, str]] = []
+        for is_payment, run in itertools.groupby(
+            batch.items, key=lambda item: isinstance(item, PaymentItem)
+        ):
+            items = list(run)
+            if is_payment:
+                done = payments.apply_payments(
+                    cur, cast(list[PaymentItem], items), outbox, self.topics
+                )
+            else:
+                part = Batch(batch.topic, batch.partition, cast(list[OutcomeItem], items))
+                done = balance_intents.apply_outcomes(cur, part, outbox, self.topics)
+            outcomes.extend(done.outcomes)
+        return Summary(tuple(outcomes))
 
 
 ClientKey = tuple[str, str]

@@ -407,7 +407,7 @@ def test_random_data_covers_every_union_branch_and_enum_symbol():
     bodies = {d["body"][0] for d in compat.random_data(SCHEMAS.current["Command"])}
     assert bodies == {f"{NAMESPACE}.{cls.__name__}" for cls in typing.get_args(commands.Body)}
     kinds = {d["kind"] for d in compat.random_data(SCHEMAS.current["AppliedService"])}
-    assert kinds == {"CHARGE", "REFUND"}
+    assert kinds == {"CHARGE", "REFUND", "PAYMENT"}
 
 
 # ---- examples ------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_role_bindings_name_only_topics_billy_creates():
 
 def test_unknown_role_is_refused():
     with pytest.raises(ValueError, match="unknown role"):
-        acls.role_bindings(P, "intake", TENANTS, "g", "g")
+        acls.role_bindings(P, "cashier", TENANTS, "g", "g")
 
 
 def test_client_security_from_settings():

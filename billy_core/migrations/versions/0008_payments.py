@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
-        sa.PrimaryKeyConstraint("tenant", "client_id", "service_order_id", "tid"),
+        sa.PrimaryKeyConstraint("tenant", "client_id", "command_id"),
         sa.CheckConstraint("amount_minor > 0", name="payment_amount_positive"),
     )
     op.create_index(
@@ -83,7 +83,8 @@ def upgrade() -> None:
         " SELECT a.tenant, a.client_id, a.service_order_id, coalesce(("
         "   SELECT sum(t.amount_minor) FROM transfers t"
         "   WHERE t.tenant = a.tenant AND t.client_id = a.client_id"
-        "   AND t.source = 't:' || a.tenant || ':credit'), 0)"
+        # chr(58) is ':' (a colon before a word would be read as a bind parameter)
+        "   AND t.source = 't' || chr(58) || a.tenant || chr(58) || 'credit'), 0)"
         " FROM balance_accounts a WHERE a.service_order_id IS NOT NULL"
     )
 
