@@ -183,6 +183,16 @@ def balance(ctx: _Context, tenant: str, client: str) -> None:
     raise SystemExit(reads.print_balance(ctx.settings, tenant, client))
 
 
+@main.command(help="List a client's payments from Balance (amount, time, invoice, Tid).")
+@click.argument("tenant")
+@click.argument("client")
+@pass_context
+def payments(ctx: _Context, tenant: str, client: str) -> None:
+    from billy_core import payment_reads
+
+    raise SystemExit(payment_reads.print_payments(ctx.settings, tenant, client))
+
+
 @main.command(help="List a client's corrections by the billing team (operator, reason).")
 @click.argument("tenant")
 @click.argument("client")

@@ -5,6 +5,7 @@
     GET /v1/{tenant}/clients/{client_id}/applied-services?from=&to=&cursor=&limit=
     GET /v1/{tenant}/clients/{client_id}/adjustments  the billing team's corrections (audit)
     GET /v1/{tenant}/clients/{client_id}/balance     Balance ids, payers, contracts, invoices
+    GET /v1/{tenant}/clients/{client_id}/payments    money received from Balance
     GET /healthz          no auth; 200 when PostgreSQL answers and no probed dependency is down
     GET /livez, /readyz   no auth; this process's roles (billy_core.ops.health), 200 or 503
     GET /metrics          no auth; Prometheus exposition of the default registry
@@ -233,6 +234,27 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         if view is None:
             raise HTTPException(status_code=404, detail=_NOT_FOUND)
         return models.BalanceView(tenant=scope.tenant, client_id=scope.client_id, **view)
+
+    @app.get(
+        "/v1/{tenant}/clients/{client_id}/payments",
+        response_model=models.Payments,
+        responses=errors,
+        tags=["clients"],
+    )
+    def client_payments(scope: Scope) -> models.Payments:
+        """Money paid to the client's Balance order and credited to the wallet: amount,
+        time, Balance's Tid, the invoice when one matched exactly."""
+        from billy_core import payment_reads
+
+        with engine.connect() as conn:
+            rows = payment_reads.payments(conn, scope.tenant, scope.client_id)
+        if rows is None:
+            raise HTTPException(status_code=404, detail=_NOT_FOUND)
+        return models.Payments(
+            tenant=scope.tenant,
+            client_id=scope.client_id,
+            payments=[models.Payment(**row) for row in rows],
+        )
 
     @app.get(
         "/v1/{tenant}/clients/{client_id}/acts",

@@ -102,7 +102,9 @@ class BalanceInvoice(_Out):
     payer_id: str
     contract_id: str | None
     payment_link: str | None = Field(description="Balance's payment page (prepay)")
-    status: str = Field(description="unpaid or credited, as billy last learned it")
+    status: str = Field(
+        description="unpaid, paid (a payment of exactly its amount arrived) or credited"
+    )
     created_at: datetime
 
 
@@ -166,6 +168,24 @@ class Adjustment(_Out):
     reason: str
     applied_at: datetime
     applied_at_ms: int = Field(description="applied_at as milliseconds since the epoch")
+
+
+class Payment(_Out):
+    command_id: str = Field(description="The payment's Result id: billy-payment:<order>:<tid>")
+    amount_minor: int = Field(description="> 0: credited to the wallet")
+    currency: str
+    service_order_id: int
+    tid: str = Field(description="Balance's notification Tid (digits)")
+    order_sum_minor: int = Field(description="The order's total in Balance, as confirmed")
+    invoice_id: int | None = Field(description="The invoice paid, when one matched exactly")
+    received_at: datetime
+    received_at_ms: int
+
+
+class Payments(_Out):
+    tenant: str
+    client_id: str
+    payments: list[Payment] = Field(description="Oldest first, at most 1000")
 
 
 class Adjustments(_Out):

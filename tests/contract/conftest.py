@@ -155,6 +155,9 @@ def start_billy(
         "BILLY_BATCH_WAIT_MS": "10",
         "BILLY_HOLD_SWEEP_INTERVAL_S": "0.5",
         "BILLY_API_PORT": str(port),
+        # `run` includes the intake: a port of its own, so deployments side by side never
+        # fight over the default 8081 (a test that notifies billy sets it in extra_env).
+        "BILLY_INTAKE_PORT": str(_free_port()),
         "BILLY_API_TOKENS": json.dumps({token: tenant for tenant, token in TOKENS.items()}),
         **(extra_env or {}),
     }
