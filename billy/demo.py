@@ -5,10 +5,14 @@ billing team, charged, held and confirmed, refunded; one tries to overspend and 
 a command. Then the Balance story: a payer, a prepay contract and a prepay invoice (its
 payment link printed), a postpay contract and a top-up from its credit limit, and a charge
 from that money. Every result and the final balances are printed, read back the way a
-vertical service would (producer SDK, results topic) and from the HTTP read API.
+vertical service would (producer SDK, results topic) and from the HTTP read API. The
+month's end follows: the prepay invoice is paid in Balance and its notification credits the
+wallet, charges are reported to Balance as consumption, Balance closes the month and makes
+acts, billy imports them and reconciles them with its ledger.
 
-Balance is the stack's emulator (`make up` starts it; BILLY_BALANCE_URL) or whatever
-BILLY_BALANCE_URL names.
+Balance is an emulator process of the demo's own (`python -m balance_emulator`, a state file
+in a temporary directory): closing a month is global in Balance, so the demo never closes one
+in the stack's emulator that others use.
 """
 
 from __future__ import annotations
@@ -33,8 +37,75 @@ _TIMEOUT_S = 60
 
 def run_demo(settings: Settings, tenant: str) -> int:
     prefix = f"demo{uuid.uuid4().hex[:6]}"
-    with own_world(settings, prefix) as world:
-        return _story(world, tenant)
+    with own_world(settings, prefix) as world, own_balance(world) as with_balance:
+        return _story(with_balance, tenant)
+
+
+@contextmanager
+def own_balance(settings: Settings) -> Iterator[Settings]:
+    """A Balance emulator process of the demo's own, notifying the demo's intake (signed),
+    and settings that reach it; stopped on exit."""
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from pydantic import SecretStr
+
+    from billy_core.balance.emulator import EmulatorControl
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    port, intake_port, secret = free_port(), free_port(), secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}/xmlrpc"
+    with tempfile.TemporaryDirectory(prefix="billy-demo-balance-") as state:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BALANCE_")}
+        env["BALANCE_NOTIFY_SECRET"] = secret  # never on the command line
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        log = open(Path(state) / "emulator.log", "ab")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(  # noqa: S603 - the repository's own emulator
+            [sys.executable, "-m", "balance_emulator", "--port", str(port), "--state",
+             str(Path(state) / "balance.sqlite3"), "--notify-form", "json",
+             "--notify-url", f"http://127.0.0.1:{intake_port}/balance",
+             "--notify-retry-max-s", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    EmulatorControl(url, timeout_s=1).ping()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            "the demo's Balance emulator did not start:"
+                            f" {(Path(state) / 'emulator.log').read_text()[-2000:]}"
+                        ) from None
+                    time.sleep(0.1)
+            print(f"billy demo: Balance emulator of its own at {url}")
+            yield settings.model_copy(
+                update={
+                    "balance_url": url,
+                    "intake_port": intake_port,
+                    "balance_notify_secret": SecretStr(secret),
+                    "consumption_settle_s": 1.0,
+                    "consumption_interval_s": 2.0,
+                }
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
 
 
 @contextmanager
@@ -91,7 +162,7 @@ def _story(settings: Settings, tenant: str) -> int:
     stop = threading.Event()
     threads = [
         threading.Thread(target=role_target(settings, role), args=(stop,), daemon=True)
-        for role in ("ledger", "gateway", "relay", "sweeper", "api")
+        for role in ("ledger", "gateway", "relay", "sweeper", "api", "intake")
     ]
     for thread in threads:
         thread.start()
@@ -188,13 +259,20 @@ def _story(settings: Settings, tenant: str) -> int:
                 )
                 break
 
-        _balance_story(billy, show, results)
+        invoice_id = _balance_story(billy, show, results)
 
-        print("\nFinal balances from the HTTP read API:")
         import httpx
 
         base = f"http://{settings.api_host}:{settings.api_port}/v1/{tenant}/clients"
         headers = {"Authorization": f"Bearer {token}"}
+
+        def available_of(client: str) -> int:
+            w = httpx.get(f"{base}/{client}/wallet", headers=headers, timeout=10).json()
+            return int(w["available_minor"])
+
+        _month_story(settings, billy, show, available_of, invoice_id, tenant)
+
+        print("\nFinal balances from the HTTP read API:")
         b = httpx.get(f"{base}/dealer-3/balance", headers=headers, timeout=10).json()
         print(
             f"  dealer-3 in Balance: client {b['balance_client_id']}, order"
@@ -206,6 +284,14 @@ def _story(settings: Settings, tenant: str) -> int:
             print(
                 f"  {client}: available {Money(w['available_minor'], w['currency'])}, held "
                 f"{Money(w['held_minor'], w['currency'])}, version {w['version']}"
+            )
+        acts = httpx.get(f"{base}/dealer-3/acts", headers=headers, timeout=10).json()["acts"]
+        for act in acts:
+            print(
+                f"  dealer-3 act {act['act_id']} of {act['act_date']}:"
+                f" {Money(act['amount_minor'], act['currency'])}"
+                f" (VAT {Money(act['amount_nds_minor'], act['currency'])}),"
+                f" reconciliation {act['reconciliation_status']}"
             )
         log = httpx.get(f"{base}/dealer-1/applied-services", headers=headers, timeout=10).json()
         print("  dealer-1 applied services:")
@@ -229,7 +315,7 @@ def _story(settings: Settings, tenant: str) -> int:
             thread.join(timeout=15)
 
 
-def _balance_story(billy: Any, show: Any, results: Any) -> None:
+def _balance_story(billy: Any, show: Any, results: Any) -> int | None:
     """register -> payer -> contract -> prepay invoice -> postpay top-up -> charge."""
     from billy_core.commands import (
         RequestInvoice,
@@ -289,3 +375,76 @@ def _balance_story(billy: Any, show: Any, results: Any) -> None:
         "charge 990.00 for listing-top",
         billy.charge(client, "listing-top", 99_000, "RUB", wait=True),
     )
+    invoice_id = r.details.get("invoice_id")
+    return int(invoice_id) if invoice_id else None
+
+
+def _month_story(
+    settings: Settings,
+    billy: Any,
+    show: Any,
+    available: Any,
+    invoice_id: int | None,
+    tenant: str,
+) -> None:
+    """payment -> wallet credited -> charges -> consumption reported -> month close -> acts
+    -> reconciliation, each step shown as it happens."""
+    import psycopg
+
+    from billy_core.acts import months
+    from billy_core.balance.emulator import EmulatorControl
+    from jobs.acts import ActsImporter
+    from jobs.balance_jobs import balance_client
+    from jobs.consumption import ConsumptionReporter
+
+    client = "dealer-3"
+    control = EmulatorControl(settings.balance_url)
+    print("\nThe month's end: payment, consumption, month close, acts, reconciliation:")
+    if invoice_id is not None:
+        before = available(client)
+        paid = control.pay_invoice(invoice_id)
+        print(f"  {'the bank pays invoice ' + str(invoice_id):<46} {paid['Status']}")
+        deadline = time.monotonic() + _TIMEOUT_S
+        while available(client) < before + 1_500_000 and time.monotonic() < deadline:
+            time.sleep(0.3)  # Balance notifies billy's intake; the ledger credits the wallet
+        after = available(client)
+        credited = "credited" if after >= before + 1_500_000 else "NOT credited in time"
+        print(
+            f"  {'wallet ' + credited + ' by the notification':<46}"
+            f" available {Money(before, 'RUB')} -> {Money(after, 'RUB')}"
+        )
+    charge = billy.charge(client, "boost", 250_000, "RUB", wait=True)
+    show("dealer-3 charge 2500.00 for boost", charge)
+    show(
+        "dealer-3 refund 500.00 of it", billy.refund(client, charge, amount_minor=50_000, wait=True)
+    )
+    month = months.month_of(datetime.now(UTC))
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        reporter = ConsumptionReporter(settings, balance_client(settings))
+        counted, _ = reporter.report_month(conn, month, timeout_s=_TIMEOUT_S)
+        reported = conn.execute(
+            "SELECT client_id, total_minor FROM consumption_reports"
+            " WHERE tenant = %s AND month = %s AND accepted ORDER BY client_id",
+            (tenant, month),
+        ).fetchall()
+        print(f"  consumption of {month} reported to Balance (UpdateCampaigns), accepted:")
+        for reported_client, total in reported:
+            print(f"    {reported_client:<12} {Money(total, 'RUB')} (cumulative)")
+        act_ids = control.close_month(month)
+        print(f"  Balance closes {month}: {len(act_ids)} act(s) made")
+        importer = ActsImporter(settings, balance_client(settings))
+        imported = importer.import_month(conn, month)
+        print(
+            f"  billy imports them: {imported.new_acts} new act(s),"
+            f" published on {settings.topic_prefix}.acts"
+        )
+        lines = importer.reconcile_month(conn, month)
+    print(f"  reconciliation of {month} (on {settings.topic_prefix}.reconciliation):")
+    print(f"    {'client':<12} {'act':>14} {'ledger':>14} {'difference':>12}  status")
+    for line in lines:
+        print(
+            f"    {line.client_id:<12} {str(Money(line.act_minor, line.currency)):>14}"
+            f" {str(Money(line.ledger_minor, line.currency)):>14}"
+            f" {str(Money(line.difference_minor, line.currency)):>12}  {line.status}"
+        )
+    del counted
