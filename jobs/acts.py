@@ -169,7 +169,7 @@ class ActsImporter:
                     amount_nds_minor=act.amount_nds_minor,
                     paid_amount_minor=act.paid_amount_minor,
                     currency=act.currency,
-                    imported_at=imported_at,
+                    imported_at_ms=wire.to_ms(imported_at),
                 )
                 box.add(
                     self.topics.acts,
@@ -236,7 +236,7 @@ class ActsImporter:
                 act_count=outcome.act_count,
                 status=outcome.status.value,
                 revision=revision,
-                checked_at=checked_at,
+                checked_at_ms=wire.to_ms(checked_at),
             )
             box.add(
                 self.topics.reconciliation,

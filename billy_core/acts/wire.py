@@ -13,11 +13,16 @@ __all__ = [
     "ActRecord",
     "ReconciliationRecord",
     "act_event_id",
+    "act_from_avro",
+    "act_to_avro",
     "decode_act",
     "decode_reconciliation",
     "encode_act",
     "encode_reconciliation",
     "reconciliation_event_id",
+    "reconciliation_from_avro",
+    "reconciliation_to_avro",
+    "to_ms",
 ]
 
 
@@ -34,7 +39,7 @@ class ActRecord:
     amount_nds_minor: int
     paid_amount_minor: int
     currency: str
-    imported_at: dt.datetime
+    imported_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,7 @@ class ReconciliationRecord:
     act_count: int
     status: str
     revision: int
-    checked_at: dt.datetime
+    checked_at_ms: int
 
 
 def act_event_id(act_id: int) -> str:
@@ -60,16 +65,22 @@ def reconciliation_event_id(tenant: str, client_id: str, month: str, revision: i
     return f"reconciliation:{tenant}/{client_id}:{month}:{revision}"
 
 
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000) if moment.tzinfo else _naive(moment)
+def to_ms(moment: dt.datetime) -> int:
+    """An aware instant as UTC milliseconds since the epoch (integers only)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"expected an aware instant, got naive {moment.isoformat()}")
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def _naive(moment: dt.datetime) -> int:
-    raise ValueError(f"expected an aware instant, got naive {moment.isoformat()}")
+def _from_ms(value: Any) -> int:
+    """fastavro hands timestamp-millis back as an aware datetime; a dict built by hand has
+    the integer."""
+    return to_ms(value) if isinstance(value, dt.datetime) else int(value)
 
 
-def encode_act(act: ActRecord) -> bytes:
-    datum: dict[str, Any] = {
+def act_to_avro(act: ActRecord) -> dict[str, Any]:
+    return {
         "tenant": act.tenant,
         "client_id": act.client_id,
         "act_id": act.act_id,
@@ -81,37 +92,11 @@ def encode_act(act: ActRecord) -> bytes:
         "amount_nds_minor": act.amount_nds_minor,
         "paid_amount_minor": act.paid_amount_minor,
         "currency": act.currency,
-        "imported_at": _ms(act.imported_at),
+        "imported_at": act.imported_at_ms,
     }
-    return messages.default().framing.encode("BalanceAct", datum)
 
 
-def encode_reconciliation(rec: ReconciliationRecord) -> bytes:
-    datum: dict[str, Any] = {
-        "tenant": rec.tenant,
-        "client_id": rec.client_id,
-        "month": rec.month,
-        "currency": rec.currency,
-        "act_amount_minor": rec.act_amount_minor,
-        "ledger_amount_minor": rec.ledger_amount_minor,
-        "difference_minor": rec.difference_minor,
-        "act_count": rec.act_count,
-        "status": rec.status,
-        "revision": rec.revision,
-        "checked_at": _ms(rec.checked_at),
-    }
-    return messages.default().framing.encode("Reconciliation", datum)
-
-
-def _decode(data: bytes, name: str) -> dict[str, Any]:
-    found, datum = messages.default().framing.decode(data)
-    if found != name:
-        raise ValueError(f"expected a {name} record, got {found}")
-    return datum
-
-
-def decode_act(data: bytes) -> ActRecord:
-    d = _decode(data, "BalanceAct")
+def act_from_avro(d: dict[str, Any]) -> ActRecord:
     return ActRecord(
         tenant=d["tenant"],
         client_id=d["client_id"],
@@ -124,12 +109,27 @@ def decode_act(data: bytes) -> ActRecord:
         amount_nds_minor=d["amount_nds_minor"],
         paid_amount_minor=d["paid_amount_minor"],
         currency=d["currency"],
-        imported_at=_aware(d["imported_at"]),
+        imported_at_ms=_from_ms(d["imported_at"]),
     )
 
 
-def decode_reconciliation(data: bytes) -> ReconciliationRecord:
-    d = _decode(data, "Reconciliation")
+def reconciliation_to_avro(rec: ReconciliationRecord) -> dict[str, Any]:
+    return {
+        "tenant": rec.tenant,
+        "client_id": rec.client_id,
+        "month": rec.month,
+        "currency": rec.currency,
+        "act_amount_minor": rec.act_amount_minor,
+        "ledger_amount_minor": rec.ledger_amount_minor,
+        "difference_minor": rec.difference_minor,
+        "act_count": rec.act_count,
+        "status": rec.status,
+        "revision": rec.revision,
+        "checked_at": rec.checked_at_ms,
+    }
+
+
+def reconciliation_from_avro(d: dict[str, Any]) -> ReconciliationRecord:
     return ReconciliationRecord(
         tenant=d["tenant"],
         client_id=d["client_id"],
@@ -141,11 +141,28 @@ def decode_reconciliation(data: bytes) -> ReconciliationRecord:
         act_count=d["act_count"],
         status=d["status"],
         revision=d["revision"],
-        checked_at=_aware(d["checked_at"]),
+        checked_at_ms=_from_ms(d["checked_at"]),
     )
 
 
-def _aware(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC)
+def encode_act(act: ActRecord) -> bytes:
+    return messages.default().framing.encode("BalanceAct", act_to_avro(act))
+
+
+def encode_reconciliation(rec: ReconciliationRecord) -> bytes:
+    return messages.default().framing.encode("Reconciliation", reconciliation_to_avro(rec))
+
+
+def _decode(data: bytes, name: str) -> dict[str, Any]:
+    found, datum = messages.default().framing.decode(data)
+    if found != name:
+        raise ValueError(f"expected a {name} record, got {found}")
+    return datum
+
+
+def decode_act(data: bytes) -> ActRecord:
+    return act_from_avro(_decode(data, "BalanceAct"))
+
+
+def decode_reconciliation(data: bytes) -> ReconciliationRecord:
+    return reconciliation_from_avro(_decode(data, "Reconciliation"))

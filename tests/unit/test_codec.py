@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import billy_core.codec as codec
 from billy_core import commands as c
+from billy_core.acts import wire as act_wire
 from billy_core.codec import mapping, single_object
 from billy_core.codec.errors import (
     CorruptBody,
@@ -61,24 +62,32 @@ _FROM_AVRO = {
     "Result": mapping.result_from_avro,
     "AppliedService": mapping.applied_service_from_avro,
     "WalletSnapshot": mapping.wallet_snapshot_from_avro,
+    "BalanceAct": act_wire.act_from_avro,
+    "Reconciliation": act_wire.reconciliation_from_avro,
 }
 _TO_AVRO = {
     "Command": mapping.command_to_avro,
     "Result": mapping.result_to_avro,
     "AppliedService": mapping.applied_service_to_avro,
     "WalletSnapshot": mapping.wallet_snapshot_to_avro,
+    "BalanceAct": act_wire.act_to_avro,
+    "Reconciliation": act_wire.reconciliation_to_avro,
 }
 _ENCODE = {
     "Command": codec.encode_command,
     "Result": codec.encode_result,
     "AppliedService": codec.encode_applied_service,
     "WalletSnapshot": codec.encode_wallet_snapshot,
+    "BalanceAct": act_wire.encode_act,
+    "Reconciliation": act_wire.encode_reconciliation,
 }
 _DECODE = {
     "Command": codec.decode_command,
     "Result": codec.decode_result,
     "AppliedService": codec.decode_applied_service,
     "WalletSnapshot": codec.decode_wallet_snapshot,
+    "BalanceAct": act_wire.decode_act,
+    "Reconciliation": act_wire.decode_reconciliation,
 }
 
 
