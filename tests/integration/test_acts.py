@@ -296,3 +296,40 @@ def test_7_billy_reconcile_prints_the_table_and_says_there_is_a_difference(story
         [*billy, "reconcile", "--month", "2026-1"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--month" in bad.stderr
+
+
+def test_8_a_refused_report_is_logged_kept_and_sent_again(story, caplog):
+    """Balance answers 0 for an order it does not know: the report stays waiting, its refusal
+    is counted, and the next run sends it again (accepted once Balance knows the order)."""
+    from billy_core import metrics
+
+    a = story.clients[0]
+    (order_id,) = story.conn.execute(
+        "SELECT service_order_id FROM balance_accounts WHERE tenant = %s AND client_id = %s",
+        (TENANT, a),
+    ).fetchone()
+    earlier = months.previous_month(MONTH)  # a month already past: no dt in the future
+    _, end = months.month_bounds(earlier)
+    story.conn.execute(
+        "INSERT INTO consumption_reports (tenant, client_id, month, service_order_id,"
+        " total_minor, currency, report_dt) VALUES (%s, 'ghost', %s, 999999991, 100, 'RUB', %s)",
+        (TENANT, earlier, end - dt.timedelta(seconds=1)),
+    )
+    refused_before = metrics.consumption_reports.labels("refused")._value.get()
+    reporter = ConsumptionReporter(story.settings, balance_client(story.settings))
+    with caplog.at_level("WARNING", logger="billy.consumption"):
+        sent = reporter.send(story.conn)
+    assert (sent.accepted, sent.refused, sent.failed) == (0, 1, 0)
+    assert metrics.consumption_reports.labels("refused")._value.get() == refused_before + 1
+    assert "order 999999991" in caplog.text and "sent again" in caplog.text
+    row = story.conn.execute(
+        "SELECT accepted, refusals FROM consumption_reports WHERE client_id = 'ghost'"
+    ).fetchone()
+    assert row == (False, 1)
+    # Balance knows the order now (the ghost's row is pointed at a real one): accepted.
+    story.conn.execute(
+        "UPDATE consumption_reports SET service_order_id = %s WHERE client_id = 'ghost'",
+        (order_id,),
+    )
+    assert reporter.send(story.conn).accepted == 1
+    story.conn.execute("DELETE FROM consumption_reports WHERE client_id = 'ghost'")
