@@ -333,3 +333,49 @@ def test_8_a_refused_report_is_logged_kept_and_sent_again(story, caplog):
     )
     assert reporter.send(story.conn).accepted == 1
     story.conn.execute("DELETE FROM consumption_reports WHERE client_id = 'ghost'")
+
+
+def test_9_the_report_command_killed_and_run_again_loses_nothing(story, emulator):
+    """`billy consumption report` SIGKILLed while Balance is slow (wherever the kill lands:
+    counting, in the call, before the mark), then run again: every total reaches Balance,
+    once (cumulative), and every report is accepted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    b = story.clients[1]
+    story.applied(b, Charge("listing", 4_321, "RUB"))
+    story.ledger[b] += 4_321
+    env = {
+        **os.environ,
+        "BILLY_DATABASE_URL": story.settings.database_url,
+        "BILLY_KAFKA_BOOTSTRAP": story.settings.kafka_bootstrap,
+        "BILLY_TOPIC_PREFIX": story.settings.topic_prefix,
+        "BILLY_BALANCE_URL": story.settings.balance_url,
+        "BILLY_CONSUMPTION_SETTLE_S": "1",
+    }
+    command = [sys.executable, "-m", "billy.cli", "consumption", "report", "--month", MONTH]
+    emulator.control.TestBalance.SetFaults(
+        {"latency_ms": 3000, "only_methods": ["UpdateCampaigns"]}
+    )
+    try:
+        killed = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(4.0)  # past counting (settle 1 s), inside the slow UpdateCampaigns
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        assert killed.returncode == -signal.SIGKILL
+    finally:
+        emulator.control.TestBalance.SetFaults({})
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"every report of {MONTH} is accepted" in again.stdout
+    consumed = _balance_consumed(emulator, story)
+    assert {k: consumed[k] for k in story.clients[:2]} == {
+        k: story.ledger[k] for k in story.clients[:2]
+    }
+    waiting = story.conn.execute(
+        "SELECT count(*) FROM consumption_reports WHERE NOT accepted"
+    ).fetchone()
+    assert waiting == (0,)
