@@ -15,8 +15,10 @@ import xmlrpc.client
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
 
+from billy.cli import main
 from billy_core.balance.notifications import sign
 from billy_core.codec import decode_applied_service, decode_result
 from billy_core.commands import (
@@ -177,6 +179,14 @@ def test_a_paid_invoice_is_credited_once_with_its_result_line_and_invoice(
         client,
         paid.command_id,
     ) == [(f"t:{TENANT}:payments", 150_000)]
+    # The command line lists it too.
+    shown = CliRunner().invoke(
+        main,
+        ["payments", TENANT, client],
+        env={"BILLY_DATABASE_URL": pay_settings.database_url, "BILLY_LOG_FORMAT": "text"},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"invoice {invoice_id}" in shown.output and "150000 minor" in shown.output
     # Balance delivers the same notification again: nothing more is credited.
     emulator.control.TestBalance.WaitNotifications(10)
     _notify(pay_settings, _last_struct(emulator, int(order)))
