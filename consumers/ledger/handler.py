@@ -85,7 +85,11 @@ class LedgerHandler:
     def decode(self, record: Record) -> Decoded | OutcomeItem | PaymentItem | Poison:
         if record.topic == self.topics.internal_events:
             if is_payment_event(record.value):  # from the intake; the rest from the gateway
-                return payments.decode_payment_record(record)
+                item = payments.decode_payment_record(record)
+                if isinstance(item, PaymentItem):
+                    return item
+                outcome = balance_intents.decode_outcome_record(record)  # the mark was a field
+                return outcome if isinstance(outcome, OutcomeItem) else item
             return balance_intents.decode_outcome_record(record)
         return decode(record, self.topics, self.tenants)
 

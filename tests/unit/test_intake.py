@@ -278,3 +278,29 @@ def test_the_payment_event_round_trips_and_is_told_from_an_outcome():
     ):
         with pytest.raises(PaymentEventError, match=field):
             decode(bad)
+
+
+def test_the_ledger_tells_payments_from_outcomes_on_the_shared_topic():
+    from billy_core.kafka.topics import TopicNames
+    from billy_core.stream import Poison, Record
+    from consumers.gateway.wire import BalanceOutcome, encode_outcome
+    from consumers.ledger.balance_intents import OutcomeItem
+    from consumers.ledger.handler import LedgerHandler
+    from consumers.ledger.payments import PaymentItem
+
+    topics = TopicNames("t")
+    handler = LedgerHandler(topics, frozenset({"autoru"}), "g")
+
+    def record(key: str, value: bytes) -> Record:
+        return Record(topics.internal_events, 0, 1, 1, key.encode(), value)
+
+    event = PaymentEvent("autoru", "c-1", 777, 5, 100, "RUB", 1)
+    assert isinstance(handler.decode(record("autoru/c-1", encode(event))), PaymentItem)
+    outcome = BalanceOutcome(
+        "autoru", "c-1", "cmd", "UpsertPayer", "APPLIED", "ok", "m", {"type": "payment"}
+    )  # a detail that happens to look like the payment mark is still an outcome
+    assert isinstance(handler.decode(record("autoru/c-1", encode_outcome(outcome))), OutcomeItem)
+    poison = handler.decode(record("autoru/c-2", encode(event)))  # the key of another client
+    assert isinstance(poison, Poison) and poison.reason.startswith("key")
+    broken = handler.decode(record("autoru/c-1", b'{"type":"payment","v":1}'))
+    assert isinstance(broken, Poison) and broken.reason.startswith("value")
