@@ -292,6 +292,12 @@ def test_forged_stale_unsigned_and_malformed_notifications_credit_nothing(
     # A Tid older than the last applied, with figures Balance confirms: ignored by the ledger.
     stale = {**genuine, "Tid": str(int(genuine["Tid"]) - 1)}
     assert _notify(pay_settings, stale).status_code == 200
+    # Balance away: the figures cannot be confirmed, so Balance is told to deliver it again.
+    emulator.control.TestBalance.SetFaults({"fail_share": 1, "only_methods": ["GetOrdersInfo"]})
+    try:
+        assert _notify(pay_settings, stale).status_code == 503
+    finally:
+        emulator.control.TestBalance.SetFaults({})
     # Malformed: 400 naming the field.
     bad = _notify(pay_settings, {**genuine, "ConsumeSum": "12.345"})
     assert bad.status_code == 400 and "ConsumeSum" in bad.json()["error"]
