@@ -85,8 +85,7 @@ class IntakeServer:
         self.acceptor = Acceptor(
             s.balance_service_id, frozenset(s.tenants), directory, balance, publisher
         )
-        httpd = ThreadingHTTPServer((s.intake_host, s.intake_port), _handler_for(self))
-        httpd.daemon_threads = True
+        httpd = _Server((s.intake_host, s.intake_port), _handler_for(self))
         thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="billy-intake-http"
         )
@@ -103,6 +102,13 @@ class IntakeServer:
             balance.close()
             directory.close()
             log.info("intake: stopped")
+
+
+class _Server(ThreadingHTTPServer):
+    # The standard backlog (5) resets connections when Balance's senders open many at once
+    # (seen at 32 concurrent deliveries in bench/intake.py).
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def _handler_for(server: IntakeServer) -> type[BaseHTTPRequestHandler]:
