@@ -78,7 +78,9 @@ class ConsumptionReporter:
                             self.count(conn)
                             sent = self.send(conn)
                             HEALTH.beat(ROLE)
-                            if not sent.failed:
+                            if not (sent.failed or sent.refused):
+                                # Progress: everything counted is accepted by Balance (what
+                                # BillyConsumptionStale watches).
                                 HEALTH.progressed(ROLE)
                         except psycopg.OperationalError:
                             conn = None
