@@ -166,3 +166,16 @@ def test_reporting_the_cumulative_total_again_changes_nothing(events):
             reported[key] = total
         assert reported.get("k", 0) == total
         assert to_report({"k": total}, reported, {"k": None}) == []
+
+
+# --- the sweeper role ---------------------------------------------------------------------------
+
+
+def test_the_sweeper_reports_and_imports_only_when_billy_talks_to_balance():
+    from billy_core.settings import Settings
+    from jobs.balance_jobs import sweeper_jobs
+
+    with_balance = [job.__qualname__ for job in sweeper_jobs(Settings(balance_gateway=True))]
+    assert with_balance == ["HoldSweeper.run", "ConsumptionReporter.run", "ActsImporter.run"]
+    without = [job.__qualname__ for job in sweeper_jobs(Settings(balance_gateway=False))]
+    assert without == ["HoldSweeper.run"]
