@@ -16,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from billy.cli import main
@@ -265,6 +266,11 @@ def _wait_order_seen(settings, client: str, seen_minor: int, timeout_s: float = 
     raise AssertionError(f"{client}: the order never showed {seen_minor}")
 
 
+def _count(name: str, **labels: str) -> float:
+    """A counter of this process's registry (the roles run on its threads)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def _wallet(settings, client: str) -> int:
     return _db(settings, "SELECT available_minor FROM wallets WHERE client_id = %s", client)[0][0]
 
@@ -285,8 +291,10 @@ def test_forged_stale_unsigned_and_malformed_notifications_credit_nothing(
     assert _notify(pay_settings, forged, signature=None).status_code == 403
     assert _notify(pay_settings, forged, signature="sha256=" + "0" * 64).status_code == 403
     # Signed, but Balance does not confirm the figures: answered with success (Balance stops
-    # retrying a snapshot that can never be confirmed), credited nothing.
+    # retrying a snapshot that can never be confirmed), credited nothing, counted.
+    forged_before = _count("billy_notifications_total", form="json", outcome="forged")
     assert _notify(pay_settings, forged).status_code == 200
+    assert _count("billy_notifications_total", form="json", outcome="forged") == forged_before + 1
     unknown_order = {**forged, "ServiceOrderID": 2_000_000_001}
     assert _notify(pay_settings, unknown_order).status_code == 503  # billy does not know it
     # A Tid older than the last applied, with figures Balance confirms: ignored by the ledger.
@@ -316,6 +324,7 @@ def test_forged_stale_unsigned_and_malformed_notifications_credit_nothing(
     assert _post(pay_settings, b"{}", path="/BalanceClient/NotifyInvoice").status_code == 200
 
     time.sleep(3)  # the ledger had every chance to apply whatever reached it
+    assert _count("billy_payments_total", tenant=TENANT, outcome="stale") >= 1
     io.results.poll_until(lambda _: True, 1)
     assert _wallet(pay_settings, client) == before
     assert len(io.payments(client)) == 1
