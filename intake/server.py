@@ -140,12 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not xmlrpc:
             prefix = f"{intake.base}/BalanceClient/"
             if not path.startswith(prefix):
+                self.close_connection = True  # the body is not read: the connection ends
                 self._json(404, {"error": f"path: {path[:100]!r} is not a notification URL"})
                 return
             method = path[len(prefix) :]
         if not intake.allowed(self.client_address[0]):
             log.warning("notification refused: source %s is not allowed", self.client_address[0])
             self._count(form, "refused_source")
+            self.close_connection = True  # nothing of it is read
             self._send(403, b'{"error": "source address not allowed"}', "application/json")
             return
         body = self._body()
@@ -234,6 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes | None:
         length_text = self.headers.get("Content-Length")
         if length_text is None or not length_text.isdigit():
+            self.close_connection = True
             self._json(411, {"error": "Content-Length: required"})
             return None
         length = int(length_text)

@@ -331,3 +331,44 @@ def test_forged_stale_unsigned_and_malformed_notifications_credit_nothing(
     (last_tid,) = _db(pay_settings, "SELECT last_tid FROM balance_orders WHERE client_id = %s",
                       client)[0]  # fmt: skip
     assert int(last_tid) == int(genuine["Tid"])
+
+
+def test_a_source_outside_the_allow_list_is_refused_before_its_body_is_read(pay_settings):
+    import threading
+
+    from intake import IntakeServer
+
+    port = _free_port()
+    strict = pay_settings.model_copy(
+        update={"intake_port": port, "intake_allow_cidrs": ("10.0.0.0/8",)}
+    )
+    stop = threading.Event()
+    server = IntakeServer(strict)
+    thread = threading.Thread(target=server.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}/balance/BalanceClient/NotifyOrder2"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                before = _count("billy_notifications_total", form="json", outcome="refused_source")
+                body = b"[]"
+                answer = httpx.post(
+                    url, content=body, headers={"X-Balance-Signature": sign(SECRET.encode(), body)}
+                )
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert answer.status_code == 403 and "source" in answer.json()["error"]
+        after = _count("billy_notifications_total", form="json", outcome="refused_source")
+        assert after == before + 1
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_body_over_the_limit_is_refused(pay_settings, running):
+    big = b"[" + b" " * (pay_settings.intake_body_bytes_max + 1) + b"]"
+    assert _post(pay_settings, big).status_code == 413
