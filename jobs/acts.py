@@ -85,7 +85,11 @@ class ActsImporter:
         # BillyRoleStuck; a failure here is logged and retried, and `billy reconcile` redoes it.
         conn: psycopg.Connection | None = None
         try:
-            while not stop.wait(self.settings.acts_interval_s):
+            # The first look a minute after start (a role restarted more often than the
+            # interval must still look), then every interval.
+            wait_s = min(60.0, self.settings.acts_interval_s)
+            while not stop.wait(wait_s):
+                wait_s = self.settings.acts_interval_s
                 for attempt in retry.transient(ROLE, "importing acts", stop_event=stop):
                     with attempt:
                         try:
