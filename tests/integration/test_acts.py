@@ -379,3 +379,40 @@ def test_9_the_report_command_killed_and_run_again_loses_nothing(story, emulator
         "SELECT count(*) FROM consumption_reports WHERE NOT accepted"
     ).fetchone()
     assert waiting == (0,)
+
+
+def test_10_the_periodic_run_reconciles_last_month_only_once_balance_closed_it(story):
+    """run_once looks at the month before its clock's. The closed month is reconciled again:
+    a and c are as they were (nothing rewritten, nothing published); b's charge of test 9,
+    applied after the close, is now a difference (revision 2). A month without any act (not
+    closed) is not reconciled at all."""
+    a, b, c = story.clients
+    _, end = months.month_bounds(MONTH)
+
+    def rows() -> dict:
+        found = story.conn.execute(
+            "SELECT client_id, revision, difference_minor, status, checked_at"
+            " FROM reconciliations WHERE month = %s",
+            (MONTH,),
+        ).fetchall()
+        return {r[0]: r[1:] for r in found}
+
+    before = rows()
+    next_month = ActsImporter(
+        story.settings, balance_client(story.settings), story.topics, clock=lambda: end
+    )
+    next_month.run_once(story.conn)
+    after = rows()
+    assert (after[a], after[c]) == (before[a], before[c])
+    assert after[b][:3] == (2, -4_321, "differs")
+    this_month = ActsImporter(
+        story.settings,
+        balance_client(story.settings),
+        story.topics,
+        clock=lambda: end - dt.timedelta(days=1),
+    )
+    this_month.run_once(story.conn)  # looks at the month before MONTH: no act there
+    earlier = months.previous_month(MONTH)
+    assert story.conn.execute(
+        "SELECT count(*) FROM reconciliations WHERE month = %s", (earlier,)
+    ).fetchone() == (0,)
