@@ -133,7 +133,13 @@ class ConsumptionReporter:
         return found
 
     def _step(self, cur: psycopg.Cursor, counted_until: dt.datetime, cutoff: dt.datetime) -> int:
-        changed = acts_store.clients_with_revenue(cur, counted_until - _LOOKBACK, cutoff)
+        since = counted_until - _LOOKBACK
+        changed = sorted(
+            {
+                *acts_store.clients_with_revenue(cur, since, cutoff),
+                *acts_store.clients_registered(cur, since, cutoff),
+            }
+        )
         if not changed:
             return 0
         totals = acts_store.revenue_totals(cur, changed, cutoff)

@@ -83,6 +83,19 @@ def clients_with_revenue(
     return [(str(t), str(c)) for t, c in rows]
 
 
+def clients_registered(
+    cur: psycopg.Cursor, since: dt.datetime, until: dt.datetime
+) -> list[ClientKey]:
+    """Clients whose Balance order became known in [since, until): their revenue so far
+    may never have been reported (charged before Balance answered the registration)."""
+    rows = cur.execute(
+        "SELECT tenant, client_id FROM balance_accounts WHERE service_order_id IS NOT NULL"
+        " AND updated_at >= %s AND updated_at < %s ORDER BY 1, 2",
+        (since, until),
+    ).fetchall()
+    return [(str(t), str(c)) for t, c in rows]
+
+
 def revenue_totals(
     cur: psycopg.Cursor,
     clients: Sequence[ClientKey],

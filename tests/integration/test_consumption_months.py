@@ -67,25 +67,37 @@ def test_each_month_ends_with_a_report_of_exactly_its_total(database_url, conn):
     _transfer(conn, "b", 5_000, "2026-10-31T22:00:00")  # UTC October, Moscow November
     _transfer(conn, "b", 700, "2026-11-20T12:00:00", refund=True)
     _transfer(conn, "nobalance", 999, "2026-11-02T12:00:00")  # no Balance order: not reported
+    _transfer(conn, "late", 800, "2026-11-20T09:00:00")  # its order is not known yet
     now = at("2026-12-02T12:00:00")
     reporter = ConsumptionReporter(
         Settings(database_url=database_url, consumption_settle_s=10),
-        None,
-        clock=lambda: now,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # count never calls Balance
+        clock=lambda: now,
     )
     counted = reporter.count(conn)
     assert counted == at("2026-12-02T11:59:50")
-    assert _reports(conn) == {
+    expected = {
         ("a", "2026-10"): (1_200, at("2026-10-31T20:59:59")),  # October's last Moscow second
         ("a", "2026-11"): (1_230, at("2026-11-30T20:59:59")),
         ("b", "2026-11"): (4_300, at("2026-11-30T20:59:59")),
     }
-    # Nothing new: a second count makes no report; a December charge makes one for December.
+    assert _reports(conn) == expected
+    # Nothing new: a second count makes no report.
     assert reporter.count(conn) == counted
-    assert len(_reports(conn)) == 3
+    assert _reports(conn) == expected
+    # Balance answers the late client's registration now: its revenue so far is reported,
+    # dated now (Balance bills it with this month); a December charge of b likewise.
+    conn.execute(
+        "INSERT INTO balance_accounts (tenant, client_id, balance_client_id, service_order_id,"
+        " status, updated_at) VALUES ('autoru', 'late', 10000009, 509, 'registered', %s)",
+        (at("2026-12-02T12:00:10"),),
+    )
     _transfer(conn, "b", 45, "2026-12-02T11:59:55")  # applied after the last cutoff
     later = at("2026-12-02T12:01:00")
     reporter.clock = lambda: later
     reporter.count(conn)
-    assert _reports(conn)[("b", "2026-12")] == (4_345, at("2026-12-02T12:00:49"))
-    assert ("a", "2026-12") not in _reports(conn)  # a's total did not change
+    assert _reports(conn) == {
+        **expected,
+        ("b", "2026-12"): (4_345, at("2026-12-02T12:00:49")),
+        ("late", "2026-12"): (800, at("2026-12-02T12:00:49")),
+    }  # a's total did not change: no December report for a
