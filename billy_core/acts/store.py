@@ -66,7 +66,8 @@ class StoredAct:
 # --- the ledger's revenue ------------------------------------------------------------------
 def first_revenue_at(cur: psycopg.Cursor) -> dt.datetime | None:
     row = cur.execute(
-        f"SELECT min(t.created_at) FROM transfers t WHERE {_IS_REVENUE} AND %s", (True,)
+        f"SELECT min(t.created_at) FROM transfers t WHERE {_IS_REVENUE}",
+        (),  # no parameters, but '%%' still means '%'
     ).fetchone()
     return None if row is None else row[0]
 
