@@ -7,7 +7,8 @@ billy sees it from two sources, in any order:
   with `GetOrdersInfo` before they reach the ledger;
 - its own postpay top-ups (`TransferCredit`): the gateway's `CreateInvoice(Credit=1)` puts
   the amount on the order at once, and its outcome credits the wallet from the tenant's
-  `credit` account. Balance's next notification INCLUDES that money.
+  `credit` account and carries the order's money the gateway read with `GetOrdersInfo` right
+  after (when that read answered). Balance's next notification INCLUDES that money.
 
 Per order the ledger keeps `seen` (the highest confirmed cumulative sum), what it credited
 as payments and as postpay top-ups, and it knows the amounts of the client's TransferCredit
@@ -103,13 +104,22 @@ def apply_notification(
 
 
 def apply_postpay(
-    state: OrderMoney, credited_minor: int, pending_postpay_minor: int
+    state: OrderMoney,
+    credited_minor: int,
+    pending_postpay_minor: int,
+    order_sum_minor: int | None = None,
 ) -> PaymentVerdict:
     """A TransferCredit outcome came: `credited_minor` is what it credited to the wallet from
     the `credit` account (0 when rejected); `pending_postpay_minor` is what is still pending
-    WITHOUT this command. A payment held back for it may be owed now."""
+    WITHOUT this command; `order_sum_minor` is the order's money the gateway read from Balance
+    (`GetOrdersInfo`) right after the credit invoice, when it could (the second source of the
+    same quantity: a payment held back for the top-up is owed now, not at the next
+    notification). None: not read; the next notification brings it."""
     _check(credited_minor, "credited_minor")
     _check(pending_postpay_minor, "pending_postpay_minor")
+    if order_sum_minor is not None:
+        _check(order_sum_minor, "order_sum_minor")
+        state = replace(state, seen_minor=max(state.seen_minor, order_sum_minor))
     state = replace(state, credited_postpay_minor=state.credited_postpay_minor + credited_minor)
     state, credit = _settle(state, pending_postpay_minor)
     return PaymentVerdict(state, Verdict.CREDITED if credit else Verdict.NOTHING_OWED, credit)

@@ -69,6 +69,7 @@ class Outcome:
     invoice: dict[str, Any] | None = None
     credit_minor: int | None = None
     client: dict[str, Any] | None = None
+    order_sum_minor: int | None = None  # TransferCredit: the order's money right after
 
 
 def applied(message: str, **details: object) -> Outcome:
@@ -614,7 +615,22 @@ def invoice(job: Job) -> Outcome:
     }
     if credit:
         out.credit_minor = amount
+        out.order_sum_minor = _order_sum(job, order_id)
     return out
+
+
+def _order_sum(job: Job, order_id: int) -> int | None:
+    """The order's money in Balance now (it includes the credit just made), for the ledger's
+    payment rule; None when Balance does not answer the read: the top-up's answer does not
+    wait for it (the order's next notification brings the same figure)."""
+    try:
+        infos = job.call(lambda: job.balance.orders_info([order_id]))
+    except (Later, Refused):
+        return None
+    for info in infos:
+        if info.service_order_id == order_id:
+            return info.consume_sum_minor
+    return None
 
 
 FLOWS: dict[str, Callable[[Job], Outcome]] = {

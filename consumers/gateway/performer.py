@@ -205,6 +205,7 @@ class Performer:
             credit_minor=out.credit_minor,
             currency=request.currency,
             client=out.client,
+            order_sum_minor=out.order_sum_minor,
         )
         store.finish(
             conn,

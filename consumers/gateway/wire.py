@@ -63,6 +63,9 @@ class BalanceOutcome:
     credit_minor: int | None = None
     currency: str | None = None
     client: dict[str, Any] | None = None  # name, email, phone
+    # TransferCredit, APPLIED: the order's money in Balance read right after the credit
+    # invoice (GetOrdersInfo); None when that read did not answer (billy_core.ledger.payments)
+    order_sum_minor: int | None = None
 
     @property
     def key(self) -> str:
@@ -101,6 +104,11 @@ def decode_outcome(value: bytes | None) -> BalanceOutcome:
         credit = data.get("credit_minor")
         if credit is not None and (isinstance(credit, bool) or not isinstance(credit, int)):
             raise WireError("credit_minor: not an integer")
+        order_sum = data.get("order_sum_minor")  # absent in outcomes written before it existed
+        if order_sum is not None and (
+            isinstance(order_sum, bool) or not isinstance(order_sum, int) or order_sum < 0
+        ):
+            raise WireError("order_sum_minor: not an integer >= 0")
         details = _dict(data, "details")
         return BalanceOutcome(
             tenant=_str(data, "tenant"),
@@ -118,6 +126,7 @@ def decode_outcome(value: bytes | None) -> BalanceOutcome:
             credit_minor=credit,
             currency=data.get("currency"),
             client=_opt_dict(data, "client"),
+            order_sum_minor=order_sum,
         )
     except KeyError as exc:
         raise WireError(f"{exc.args[0]}: missing") from None

@@ -228,7 +228,7 @@ def apply_outcomes(
     changed: dict[tuple[str, str], None] = {}
     outcomes: list[tuple[str, str]] = []
     answered: list[tuple[str, str]] = []
-    topups: list[tuple[str, str, str, int]] = []  # resolved TransferCredits, for payments
+    topups: list[tuple[str, str, str, int, int | None]] = []  # resolved TransferCredits
     now_ms = time.time_ns() // 1_000_000
     for item in items:
         o = item.outcome
@@ -248,7 +248,8 @@ def apply_outcomes(
         applied = o.status == Status.APPLIED.value
         if p.kind == "TransferCredit":
             credited = o.credit_minor if applied and o.credit_minor else 0
-            topups.append((o.tenant, o.client_id, o.command_id, credited))
+            order_sum = o.order_sum_minor if applied else None
+            topups.append((o.tenant, o.client_id, o.command_id, credited, order_sum))
         if applied and o.credit_minor:
             if o.currency != wallet.currency or o.credit_minor < 0:
                 raise InvariantViolation(f"{o.tenant}/{o.client_id}: bad credit in an outcome")

@@ -300,25 +300,26 @@ def apply_payments(
 
 def settle_topups(
     cur: psycopg.Cursor,
-    resolved: Iterable[tuple[str, str, str, int]],
+    resolved: Iterable[tuple[str, str, str, int, int | None]],
     outbox: Outbox,
     topics: TopicNames,
     at_ms: int,
 ) -> Summary:
     """TransferCredit outcomes applied in this transaction (tenant, client_id, command_id,
-    credited_minor; 0 when rejected), AFTER their pending rows were deleted and their credit
-    written: count the top-ups as the order's money and credit a payment held back for them."""
+    credited_minor: 0 when rejected, order_sum_minor: the order's money the gateway read right
+    after, or None), AFTER their pending rows were deleted and their credit written: count the
+    top-ups as the order's money and credit a payment held back for them."""
     resolved = list(resolved)
     if not resolved:
         return Summary()
-    clients = {(t, c) for t, c, _, _ in resolved}
+    clients = {(t, c) for t, c, _, _, _ in resolved}
     order_ids = _order_ids(cur, clients)
     states = store.load_states(cur, clients, (), ())
     keys = {(t, c, order_ids[(t, c)]) for t, c in clients if (t, c) in order_ids}
     orders = _load_orders(cur, keys)
     pending = pending_topups(cur, clients)
     rows = _Rows(topics, outbox, time.time_ns() // 1_000_000)
-    for tenant, client_id, command_id, credited in resolved:
+    for tenant, client_id, command_id, credited, order_sum in resolved:
         order_id = order_ids.get((tenant, client_id))
         if order_id is None:
             if credited:  # never happens: a top-up needs a registered client with its order
@@ -326,7 +327,7 @@ def settle_topups(
             continue
         key = (tenant, client_id, order_id)
         state = rows.orders.get(key) or orders.get(key) or OrderMoney()
-        verdict = apply_postpay(state, credited, pending.get((tenant, client_id), 0))
+        verdict = apply_postpay(state, credited, pending.get((tenant, client_id), 0), order_sum)
         rows.orders[key] = verdict.state
         if verdict.credit_minor:
             wallet = _wallet_of(states, (tenant, client_id))
@@ -341,7 +342,7 @@ def settle_topups(
                 verdict.credit_minor,
                 command_id=shorten_id(f"billy-payment:{order_id}:{state.last_tid}:{suffix}"),
                 tid=state.last_tid,
-                order_sum_minor=state.seen_minor,
+                order_sum_minor=verdict.state.seen_minor,
                 at_ms=at_ms,
             )
     rows.flush(cur)

@@ -304,3 +304,23 @@ def test_the_ledger_tells_payments_from_outcomes_on_the_shared_topic():
     assert isinstance(poison, Poison) and poison.reason.startswith("key")
     broken = handler.decode(record("autoru/c-1", b'{"type":"payment","v":1}'))
     assert isinstance(broken, Poison) and broken.reason.startswith("value")
+
+
+def test_a_topup_outcome_carries_the_order_sum_and_older_outcomes_still_read():
+    import json as _json
+
+    import pytest as _pytest
+
+    from consumers.gateway.wire import BalanceOutcome, WireError, decode_outcome, encode_outcome
+
+    o = BalanceOutcome(
+        "autoru", "c-1", "t-1", "TransferCredit", "APPLIED", "ok", "m", credit_minor=100,
+        order_sum_minor=1300,
+    )  # fmt: skip
+    assert decode_outcome(encode_outcome(o)).order_sum_minor == 1300
+    older = _json.loads(encode_outcome(o))
+    del older["order_sum_minor"]  # written by a gateway before this field existed
+    assert decode_outcome(_json.dumps(older).encode()).order_sum_minor is None
+    older["order_sum_minor"] = -1
+    with _pytest.raises(WireError, match="order_sum_minor"):
+        decode_outcome(_json.dumps(older).encode())

@@ -62,6 +62,18 @@ def test_a_payment_waiting_behind_a_pending_topup_is_credited_when_it_is_rejecte
     assert (v.verdict, v.credit_minor) == (Verdict.CREDITED, 300)
 
 
+def test_the_topups_own_reading_of_the_order_releases_a_held_payment_at_once():
+    # A payment of 300 arrives while a top-up of 1000 is pending and not yet in Balance.
+    v = apply_notification(OrderMoney(), 5, 300, pending_postpay_minor=1000)
+    assert v.credit_minor == 0
+    without = apply_postpay(v.state, 1000, 0)  # no reading: waits for the next notification
+    assert without.credit_minor == 0
+    with_reading = apply_postpay(v.state, 1000, 0, order_sum_minor=1300)
+    assert (with_reading.verdict, with_reading.credit_minor) == (Verdict.CREDITED, 300)
+    later = apply_notification(with_reading.state, 6, 1300, 0)  # its notification: nothing more
+    assert later.credit_minor == 0
+
+
 def test_a_payment_beside_a_topup_already_on_the_order():
     v = apply_notification(OrderMoney(), 5, 1300, pending_postpay_minor=1000)
     assert v.credit_minor == 300
@@ -116,10 +128,10 @@ def test_every_order_of_arrival_credits_exactly_the_money_on_the_order(ops, data
                 assert event[1] not in payments, "a Tid credited twice"
                 payments[event[1]] = v.credit_minor
         else:  # outcome
-            _, i, credited = event
+            _, i, credited, order_sum = event
             del pending[i]
             credited_topups += credited
-            v = apply_postpay(state, credited, sum(pending.values()))
+            v = apply_postpay(state, credited, sum(pending.values()), order_sum)
             if v.credit_minor:
                 payments[-len(ledger)] = v.credit_minor  # a held-back payment, released
         state = v.state
@@ -141,7 +153,9 @@ def test_every_order_of_arrival_credits_exactly_the_money_on_the_order(ops, data
             apply(("pending", i, amount))  # the ledger recorded the command before Balance acts
             if fate in ("ok", "ghost"):
                 balance += amount
-            ready.append(("outcome", i, amount if fate == "ok" else 0))
+            # The gateway reads the order's money right after the credit (when Balance answers).
+            read = balance if fate == "ok" and data.draw(st.booleans()) else None
+            ready.append(("outcome", i, amount if fate == "ok" else 0, read))
         else:
             balance += op[1]
         tid += data.draw(st.integers(1, 3))
