@@ -19,7 +19,8 @@ nothing). `balance_claims` keeps one object from serving two commands.
 Flows: RegisterClient (client, then the client's one order with a stable ServiceOrderID),
 UpdateClient (CreateClient with its CLIENT_ID; registers a client whose registration had
 failed), UpsertPayer, UpsertContract, RequestInvoice (request + invoice) and TransferCredit
-(credit limit check, request + credit invoice).
+(credit limit check, request + credit invoice, then the order's money read for the ledger's
+payment rule).
 """
 
 from __future__ import annotations
