@@ -394,6 +394,15 @@ log.cleaner.dedupe.buffer.size=16777216
 # how long a restart after SIGKILL takes: the new incarnation cannot register until the
 # killed one's session expires (BILLY_KAFKA_SESSION_TIMEOUT_MS).
 broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS
+# After a SIGKILL the new incarnation loads the transaction coordinator before it can
+# register (DUPLICATE_BROKER_REGISTRATION until the dead one's session expires; the
+# controller then fences it and every partition is leaderless for a moment). A timed-out
+# transaction aborted by the coordinator in that window gets no marker on the leaderless
+# partitions (Kafka skips them as "likely deleted"): a hanging transaction that stops
+# read_committed readers for good (deploy/RUNBOOK.md, "Relay stuck"; found by the long
+# fault profile). The first timeout check comes one interval after start: keep it past
+# the session timeout, so it runs once partitions have their leader again.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=$((KAFKA_SESSION_TIMEOUT_MS * 2))
 EOF
   [[ $KAFKA_SECURITY == sasl ]] || return 0
   local admin_pw ks_pw
