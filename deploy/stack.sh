@@ -103,6 +103,36 @@ take_lock() {
   flock -w 600 9 || die "another deploy/stack.sh still holds $STATE/.stack.lock"
 }
 
+# The kernel hands out ports of ip_local_port_range to outgoing connections; a listening
+# port inside it can be taken by a client socket while its server is down, and then the
+# restart fails ("Address already in use"; seen in a long fault run: the SASL_SSL port went
+# to a client while the broker restarted). As root, reserve the stack's ports (added to
+# ip_local_reserved_ports, never removed there); otherwise say once why a restart may fail.
+port_reserved() {  # is port $1 in the reserved list $2 ("a-b,c,...")?
+  local item
+  for item in ${2//,/ }; do
+    (($1 >= ${item%-*} && $1 <= ${item#*-})) && return 0
+  done
+  return 1
+}
+
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports range low high p current wanted=()
+  range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || return 0
+  read -r low high <<<"$range"
+  current=$(cat "$file" 2>/dev/null || true)
+  for p in "$KAFKA_PORT" "$KAFKA_CPORT" "$KAFKA_SSL_PORT" "$PG_PORT" "$BALANCE_PORT"; do
+    ((p >= low && p <= high)) && ! port_reserved "$p" "$current" && wanted+=("$p")
+  done
+  ((${#wanted[@]})) || return 0
+  if [[ -w $file ]]; then
+    printf '%s\n' "${current:+$current,}$(IFS=,; echo "${wanted[*]}")" >"$file" 2>/dev/null ||
+      say "stack: could not reserve ports ${wanted[*]} (a restart may find one taken by a client)"
+  else
+    say "stack: ports ${wanted[*]} are in the kernel's ephemeral range $low-$high and cannot be reserved without root: a restart may find one taken by a client socket"
+  fi
+}
+
 rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
 
@@ -364,6 +394,15 @@ log.cleaner.dedupe.buffer.size=16777216
 # how long a restart after SIGKILL takes: the new incarnation cannot register until the
 # killed one's session expires (BILLY_KAFKA_SESSION_TIMEOUT_MS).
 broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS
+# After a SIGKILL the new incarnation loads the transaction coordinator before it can
+# register (DUPLICATE_BROKER_REGISTRATION until the dead one's session expires; the
+# controller then fences it and every partition is leaderless for a moment). A timed-out
+# transaction aborted by the coordinator in that window gets no marker on the leaderless
+# partitions (Kafka skips them as "likely deleted"): a hanging transaction that stops
+# read_committed readers for good (deploy/RUNBOOK.md, "Relay stuck"; found by the long
+# fault profile). The first timeout check comes one interval after start: keep it past
+# the session timeout, so it runs once partitions have their leader again.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=$((KAFKA_SESSION_TIMEOUT_MS * 2))
 EOF
   [[ $KAFKA_SECURITY == sasl ]] || return 0
   local admin_pw ks_pw
@@ -1081,14 +1120,14 @@ main() {
   local cmd=${1:-}
   [[ $# -gt 0 ]] && shift
   case $cmd in
-    up) take_lock; kafka_check_security; kafka_default_mode; kafka_running_mode; pg_up; kafka_up; balance_up; write_env ;;
+    up) take_lock; reserve_ports; kafka_check_security; kafka_default_mode; kafka_running_mode; pg_up; kafka_up; balance_up; write_env ;;
     down) take_lock; balance_down TERM; kafka_down; pg_stop fast ;;
     status) kafka_status; pg_status; balance_status ;;
     env) kafka_check_security; kafka_default_mode; kafka_running_mode; env_lines ;;
-    kafka-up) take_lock; kafka_check_security; kafka_default_mode; kafka_running_mode; kafka_up ;;
+    kafka-up) take_lock; reserve_ports; kafka_check_security; kafka_default_mode; kafka_running_mode; kafka_up ;;
     kafka-down) take_lock; kafka_down ;;
     kafka-kill) take_lock; kafka_kill ;;
-    pg-up) take_lock; pg_up ;;
+    pg-up) take_lock; reserve_ports; pg_up ;;
     pg-down) take_lock; pg_stop fast ;;
     pg-kill) take_lock; pg_stop immediate ;;
     emulator-up) take_lock; kafka_default_mode; kafka_running_mode; balance_up; write_env ;;

@@ -81,14 +81,36 @@ def _wait_until_decided(settings: Settings, topic: str, timeout_s: float) -> Non
             if high is None:
                 high = offsets(IsolationLevel.READ_UNCOMMITTED)
             stable = offsets(IsolationLevel.READ_COMMITTED)
-            if all(stable[p] >= high[p] for p in high):
+            undecided = {p: (stable[p], high[p]) for p in high if stable[p] < high[p]}
+            if not undecided:
                 return
-            problem = "transactions still undecided"
+            problem = _undecided(topic, undecided)
         except KafkaException as exc:
             problem = f"offsets unavailable ({exc.args[0]})"
         if time.monotonic() > deadline:
             raise TransientError(f"{topic}: {problem} after {timeout_s:.0f}s")
         time.sleep(0.2)
+
+
+def _undecided(topic: str, undecided: dict[int, tuple[int, int]]) -> str:
+    """What an operator needs when the wait does not end: where the open transaction starts.
+
+    A transaction its producer abandoned is aborted by the broker after
+    `transaction.timeout.ms` (30 s) or by the next relay's `init_transactions`, well inside
+    the wait. One still open after it is a *hanging* transaction (the broker has data of a
+    transaction its coordinator no longer tracks): only an operator can end it, with
+    Kafka's own tool; the relay keeps refusing to guess a position meanwhile (RUNBOOK)."""
+    where = ", ".join(
+        f"partition {p}: stable offset {stable} < high watermark {high}"
+        for p, (stable, high) in sorted(undecided.items())
+    )
+    first, (start, _) = min(undecided.items())
+    return (
+        f"transactions still undecided ({where}); if this lasts, find and abort the hanging"
+        f" transaction: kafka-transactions.sh find-hanging --broker-id <leader>, then"
+        f" kafka-transactions.sh abort --topic {topic} --partition {first}"
+        f" --start-offset {start} (deploy/RUNBOOK.md, 'Relay stuck')"
+    )
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[str, int]:

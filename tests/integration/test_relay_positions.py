@@ -40,7 +40,12 @@ def test_positions_wait_for_undecided_transactions(settings):
     second.begin_transaction()
     second.produce(topic, key=b"shard-a", value=positions.encode(9))
     second.flush(10)  # written, not yet decided
-    with pytest.raises(TransientError, match="undecided"):
+    # The operator is told where the open transaction starts and how to end it if it hangs.
+    with pytest.raises(
+        TransientError,
+        match=r"undecided \(partition 0: stable offset 2 < high watermark 3\).*"
+        r"abort --topic .* --partition 0 --start-offset 2",
+    ):
         positions.read_all(settings, topic, timeout_s=2)
     second.commit_transaction(30)
     assert positions.read_all(settings, topic, timeout_s=10) == {"shard-a": 9}
