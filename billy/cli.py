@@ -57,7 +57,25 @@ class _Context:
 pass_context = click.make_pass_decorator(_Context, ensure=True)
 
 
-@click.group(help=__doc__.split("\n")[0] if __doc__ else None)
+class _Billy(click.Group):
+    """Dependencies that do not answer end an operator's command with one line naming the
+    setting that points at them, not a traceback (roles have their own waits and logs)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import psycopg
+        from confluent_kafka import KafkaException
+
+        try:
+            return super().invoke(ctx)
+        except KafkaException as exc:
+            click.echo(f"billy: Kafka (BILLY_KAFKA_BOOTSTRAP): {exc.args[0]}", err=True)
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"billy: PostgreSQL (BILLY_DATABASE_URL): {first}", err=True)
+        raise SystemExit(1)
+
+
+@click.group(cls=_Billy, help=__doc__.split("\n")[0] if __doc__ else None)
 @click.option(
     "--log-level",
     default="INFO",
