@@ -40,7 +40,7 @@ from billy_core.kafka.topics import TopicNames
 from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
 from billy_core.stream import dlq
-from billy_core.stream.outbox import decode_headers
+from billy_core.stream.outbox import NOTIFY_CHANNEL, decode_headers
 from billy_core.stream.record import Header
 from relay import positions as relay_positions
 
@@ -88,13 +88,35 @@ class Relay:
         self._oversized: set[tuple[str, int]] = set()
         self._refused: set[tuple[str, int]] = set()  # this transaction's refusals
         self._renew = False  # replace the producer before the next transaction
+        self._woken = False  # an engine said rows were committed since the last fetch
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.settings.database_url, autocommit=True, connect_timeout=5
-            )
+            conn = psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5)
+            # Woken by the engines' notification that rows were committed (`_idle`).
+            conn.add_notify_handler(self._notified)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._conn = conn
+            self._woken = True  # a notification may have been missed while disconnected
         return self._conn
+
+    def _notified(self, _: psycopg.Notify) -> None:
+        self._woken = True
+
+    def _idle(self) -> None:
+        """Nothing to publish: wait for an engine's notification that rows were committed,
+        at most `relay_idle_sleep_ms` (a notification is best effort; rows written by hand
+        or by an older billy come without one). A notification heard while the last fetch
+        ran (`_notified`) ends the wait at once: its rows may have missed that fetch."""
+        timeout = self.settings.relay_idle_sleep_ms / 1000
+        if not self._woken:
+            try:
+                for _ in self._db().notifies(timeout=timeout, stop_after=1):
+                    pass
+            except psycopg.OperationalError:
+                self._conn = None  # reconnected (and listening again) by the next fetch
+                time.sleep(timeout)
+        self._woken = False
 
     def run(self, stop: threading.Event) -> None:
         transactional_id = f"{self.topics.prefix}-relay-{self.settings.relay_instance}"
@@ -116,7 +138,7 @@ class Relay:
                 metrics.outbox_oldest_seconds.set(0)
                 if self._cleanup_pending:
                     self._cleanup(self.published)
-                time.sleep(self.settings.relay_idle_sleep_ms / 1000)
+                self._idle()
                 continue
             touched = self._publish(producer, rows)
             if self._renew:  # a refusal in a delivery report: start clean (module doc)

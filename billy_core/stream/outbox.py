@@ -57,6 +57,17 @@ class Outbox:
         return len(self.records)
 
 
+# The relay LISTENs here; engines NOTIFY it (payload: the deployment) after committing rows.
+NOTIFY_CHANNEL = "billy_outbox"
+
+
+def notify(conn: psycopg.Connection, deployment: str) -> None:
+    """Wake the relays: rows were committed. Commits (a transaction that writes nothing, so
+    no WAL flush); the relays of every deployment on this database hear it and look."""
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, deployment))
+    conn.commit()
+
+
 def encode_headers(headers: Sequence[Header]) -> Jsonb | None:
     if not headers:
         return None
