@@ -7,6 +7,7 @@ body, not `issued_at`: a service that rebuilds the same command on retry is stil
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import fields
 
@@ -24,14 +25,21 @@ _ADDED_LATER = frozenset(
 )
 
 
+@functools.cache
+def _field_names(body_type: type) -> tuple[str, ...]:
+    """A body class's field names in order (`dataclasses.fields` builds them on every call)."""
+    return tuple(f.name for f in fields(body_type))
+
+
 def payload_hash(command: Command) -> bytes:
     body = command.body
-    parts = [type(body).__name__, command.client_id]
-    for f in fields(body):
-        value = getattr(body, f.name)
-        if value is None and (type(body).__name__, f.name) in _ADDED_LATER:
+    kind = type(body).__name__
+    parts = [kind, command.client_id]
+    for name in _field_names(type(body)):
+        value = getattr(body, name)
+        if value is None and (kind, name) in _ADDED_LATER:
             continue
         if isinstance(value, dict):  # a map's order is not part of its meaning
             value = sorted(value.items())
-        parts.append(f"{f.name}={value!r}")
+        parts.append(f"{name}={value!r}")
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
