@@ -7,9 +7,9 @@ body, not `issued_at`: a service that rebuilds the same command on retry is stil
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import fields
+from typing import Any
 
 from billy_core.commands import Command
 
@@ -25,17 +25,22 @@ _ADDED_LATER = frozenset(
 )
 
 
-@functools.cache
-def _field_names(body_type: type) -> tuple[str, ...]:
-    """A body class's field names in order (`dataclasses.fields` builds them on every call)."""
-    return tuple(f.name for f in fields(body_type))
+# A body class's field names in order (`dataclasses.fields` builds them on every call).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(body: Any) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(type(body))
+    if names is None:
+        names = _FIELD_NAMES[type(body)] = tuple(f.name for f in fields(body))
+    return names
 
 
 def payload_hash(command: Command) -> bytes:
     body = command.body
     kind = type(body).__name__
     parts = [kind, command.client_id]
-    for name in _field_names(type(body)):
+    for name in _field_names(body):
         value = getattr(body, name)
         if value is None and (kind, name) in _ADDED_LATER:
             continue
