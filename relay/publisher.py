@@ -24,6 +24,7 @@ transaction is visible to read_committed readers.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import Counter
@@ -116,10 +117,12 @@ class Relay:
         ran (`_notified`) ends the wait at once: its rows may have missed that fetch."""
         timeout = self.settings.relay_idle_sleep_ms / 1000
         if not self._woken:
+            # Wait until the server sends something (a notification); the next fetch reads
+            # it, through `_notified`. psycopg warns against mixing a handler with
+            # `notifies()`, and a handler alone never drops a notification.
             try:
-                for _ in self._db().notifies(timeout=timeout, stop_after=1):
-                    pass
-            except psycopg.OperationalError:
+                select.select([self._db().fileno()], [], [], timeout)
+            except (OSError, ValueError, psycopg.OperationalError):
                 self._conn = None  # reconnected (and listening again) by the next fetch
                 time.sleep(timeout)
         self._woken = False
