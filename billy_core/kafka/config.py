@@ -106,10 +106,10 @@ def plain_producer(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "max.in.flight.requests.per.connection": 5,
         # Retries end at this bound; a delivery error is then reported, never swallowed.
         "delivery.timeout.ms": 60_000,
-        # A lone command leaves at once (5 ms of lingering was a third of an idle billy's
-        # answer time). Under load records still travel in batches: while the in-flight
-        # requests are out, the next ones gather in the partition's queue.
-        "linger.ms": 0,
+        # 5 ms: at 2,000 commands/s into one partition, linger.ms 0 meant a produce request
+        # per record and 2-3x the broker's CPU (bench/README.md, issue 12). A service that
+        # wants a lone command out at once passes linger.ms 0 in its `extra_config`.
+        "linger.ms": 5,
         "compression.type": "lz4",
     }
 
