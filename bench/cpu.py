@@ -28,7 +28,12 @@ def _proc_cpu(pid: int) -> float:
 
 
 def _group(name: str) -> list[int]:
-    pids = []
+    """The broker's (`kafka`) or PostgreSQL's processes. Other engineers' private stacks run
+    brokers and PostgreSQL servers on this machine too: with BENCH_STATE_DIR (the benchmarked
+    stack's state folder, e.g. /work/main/.state), only the broker and the postmaster whose
+    command line names that folder count, with the postmaster's children."""
+    marker = os.environ.get("BENCH_STATE_DIR", "").encode()
+    pids, roots, parents = [], set(), {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -40,20 +45,26 @@ def _group(name: str) -> list[int]:
                 wanted = comm in ("postgres", "postmaster")
             if not wanted:
                 continue
-            pids.append(int(entry.name))
+            pid = int(entry.name)
+            pids.append(pid)
+            parents[pid] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            if marker and marker in (entry / "cmdline").read_bytes():
+                roots.add(pid)
         except OSError:
             continue
-    return pids
+    if not roots:
+        return pids  # no marker, or nothing matched it: every such process, as before
+    return [p for p in pids if p in roots or parents.get(p) in roots]
 
 
 class CpuMeter:
     """`start()` then `stop()` → CPU seconds per group and the machine's busy share."""
 
-    def __init__(self, roles: dict[str, int]) -> None:
-        self.roles = roles
+    def __init__(self, roles: dict[str, list[int]]) -> None:
+        self.roles = roles  # role -> its processes (more than one in scale-out runs)
 
     def _snap(self) -> dict[str, float]:
-        snap = {role: _proc_cpu(pid) for role, pid in self.roles.items()}
+        snap = {role: sum(_proc_cpu(p) for p in pids) for role, pids in self.roles.items()}
         snap["bench"] = _proc_cpu(os.getpid())
         for group in ("postgres", "kafka"):
             snap[group] = sum(_proc_cpu(p) for p in _group(group))

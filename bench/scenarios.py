@@ -4,6 +4,7 @@ funded), and the measurements made against it: throughput and latency."""
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ class Billy:
         self.log_dir = log_dir / f"{label}-{self.world.prefix}"
         self.ledger: RoleProcess | None = None
         self.relay: RoleProcess | None = None
+        self.more: list[RoleProcess] = []  # further ledgers and relays (scale-out runs)
         self.memory: dict[str, dict[str, int]] = {}
         self.setup_s = 0.0
         self.notes: list[str] = []
@@ -64,8 +66,26 @@ class Billy:
         try:
             self.world.open()
             env = {**self.world.env(), **self.extra_env}
+            # Scale-out runs (bench/README.md): BENCH_LEDGERS ledgers in one group share the
+            # partitions; BENCH_RELAYS relays split the outbox shards (relay_instances).
+            ledgers = int(os.environ.get("BENCH_LEDGERS", "1"))
+            relays = int(os.environ.get("BENCH_RELAYS", "1"))
+            relay_env = {**env, "BILLY_RELAY_INSTANCES": str(relays)}
             self.ledger = RoleProcess("ledger", env, self.log_dir / "ledger.log")
-            self.relay = RoleProcess("relay", env, self.log_dir / "relay.log")
+            self.relay = RoleProcess(
+                "relay", {**relay_env, "BILLY_RELAY_INSTANCE": "0"}, self.log_dir / "relay.log"
+            )
+            self.more = [
+                RoleProcess("ledger", env, self.log_dir / f"ledger-{i}.log")
+                for i in range(1, ledgers)
+            ] + [
+                RoleProcess(
+                    "relay",
+                    {**relay_env, "BILLY_RELAY_INSTANCE": str(i)},
+                    self.log_dir / f"relay-{i}.log",
+                )
+                for i in range(1, relays)
+            ]
             self._fund()
         except BaseException:
             self.__exit__(None, None, None)
@@ -78,6 +98,7 @@ class Billy:
         kafkaio.send_and_flush(
             self.settings, topics.commands(TENANT), workload.registrations(self.clients)
         )
+        roles = (self.ledger, self.relay, *self.more)
         _wait(lambda: self.world.count_processed() >= n, 300, "registrations", roles)
         kafkaio.send_and_flush(
             self.settings, topics.admin_commands, workload.fundings(TENANT, self.clients)
@@ -89,16 +110,21 @@ class Billy:
         with psycopg.connect(self.world.db_url) as conn:
             return conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
 
+    def pids(self, role: str) -> list[int]:
+        """Every process of a role (the first ledger or relay, then any further ones)."""
+        first = self.ledger if role == "ledger" else self.relay
+        return [r.pid for r in (first, *self.more) if r is not None and r.role == role]
+
     def check_alive(self) -> None:
-        for r in (self.ledger, self.relay):
+        for r in (self.ledger, self.relay, *self.more):
             if r is not None and not r.alive():
                 raise RuntimeError(f"{r.role} exited:\n{r.log_tail()}")
 
     def __exit__(self, *exc) -> None:
-        for r in (self.ledger, self.relay):
+        for r in (self.ledger, self.relay, *self.more):
             if r is None:
                 continue
-            if r.alive():
+            if r.alive() and r.role not in self.memory:  # the first of each role
                 self.memory[r.role] = r.memory_kib()
             r.stop()
         self.world.close()
@@ -167,7 +193,7 @@ def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | N
             billy.ledger.start_profile(profile.with_suffix(".ledger.txt"))
             billy.relay.start_profile(profile.with_suffix(".relay.txt"))
         m = len(commands)
-        meter = CpuMeter({"ledger": billy.ledger.pid, "relay": billy.relay.pid})
+        meter = CpuMeter({"ledger": billy.pids("ledger"), "relay": billy.pids("relay")})
         # Written inside an open transaction (invisible to the ledger), so the meter starts
         # only at the commit: billy's work is what happens after it.
         load = kafkaio.load_in_one_transaction(
@@ -224,7 +250,7 @@ def latency(
         producer.warm(warmup)
         if not collector.wait_for(len(warmup), timeout_s=60):
             raise TimeoutError("warm-up results not read")
-        meter = CpuMeter({"ledger": billy.ledger.pid, "relay": billy.relay.pid})
+        meter = CpuMeter({"ledger": billy.pids("ledger"), "relay": billy.pids("relay")})
         meter.start()
         sent = producer.send(commands, rate)
         send_end = time.time()

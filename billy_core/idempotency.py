@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import fields
+from typing import Any
 
 from billy_core.commands import Command
 
@@ -24,14 +25,26 @@ _ADDED_LATER = frozenset(
 )
 
 
+# A body class's field names in order (`dataclasses.fields` builds them on every call).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(body: Any) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(type(body))
+    if names is None:
+        names = _FIELD_NAMES[type(body)] = tuple(f.name for f in fields(body))
+    return names
+
+
 def payload_hash(command: Command) -> bytes:
     body = command.body
-    parts = [type(body).__name__, command.client_id]
-    for f in fields(body):
-        value = getattr(body, f.name)
-        if value is None and (type(body).__name__, f.name) in _ADDED_LATER:
+    kind = type(body).__name__
+    parts = [kind, command.client_id]
+    for name in _field_names(body):
+        value = getattr(body, name)
+        if value is None and (kind, name) in _ADDED_LATER:
             continue
         if isinstance(value, dict):  # a map's order is not part of its meaning
             value = sorted(value.items())
-        parts.append(f"{f.name}={value!r}")
+        parts.append(f"{name}={value!r}")
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()

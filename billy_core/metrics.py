@@ -14,7 +14,7 @@ and call outcomes. Never a client id, command id, name or email.
 | billy_offset_conflicts_total | counter | | batches refused by the offset CAS (zombie) |
 | billy_db_retries_total | counter | role | transient PostgreSQL failures retried |
 | billy_consumer_lag | gauge | topic | records behind the high watermark, summed over partitions |
-| billy_outbox_backlog | gauge | | rows waiting in the outbox (relay's view) |
+| billy_outbox_backlog | gauge | | records waiting in the outbox (relay's view) |
 | billy_relay_published_total | counter | topic_kind | records published by the relay |
 | billy_relay_transaction_seconds | histogram | | one relay Kafka transaction |
 | billy_relay_oversized_total | counter | topic_kind | records too large for the broker: stand-ins |
@@ -59,7 +59,7 @@ end_to_end_seconds = Histogram(
 offset_conflicts = Counter("billy_offset_conflicts_total", "Batches refused by the offset CAS")
 db_retries = Counter("billy_db_retries_total", "Transient PostgreSQL failures retried", ["role"])
 consumer_lag = Gauge("billy_consumer_lag", "Records behind the high watermark", ["topic"])
-outbox_backlog = Gauge("billy_outbox_backlog", "Rows waiting in the outbox")
+outbox_backlog = Gauge("billy_outbox_backlog", "Records waiting in the outbox")
 relay_published = Counter(
     "billy_relay_published_total", "Records published by the relay", ["topic_kind"]
 )

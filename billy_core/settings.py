@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     )
     batch_size_max: int = Field(2000, ge=1, le=100_000, description="Records per poll batch")
     batch_wait_ms: int = Field(
-        20, ge=0, le=5000, description="How long a poll waits to fill a batch"
+        0,
+        ge=0,
+        le=5000,
+        description="How long an idle poll waits for more records after the first (0: none;"
+        " under load a poll takes what was fetched meanwhile)",
     )
     dlq_ratio_max: float = Field(
         0.5, gt=0, le=1, description="Share of poison records in a window that stops the consumer"
@@ -97,7 +101,12 @@ class Settings(BaseSettings):
     relay_instance: int = Field(0, ge=0, description="This relay's index among relay_instances")
     relay_instances: int = Field(1, ge=1, le=256, description="Relays that split the outbox shards")
     relay_batch_max: int = Field(5000, ge=1, le=100_000)
-    relay_idle_sleep_ms: int = Field(10, ge=1, le=5000)
+    relay_idle_sleep_ms: int = Field(
+        200,
+        ge=1,
+        le=5000,
+        description="Longest idle wait between outbox reads (engines wake the relay at once)",
+    )
 
     # --- hold expiry -------------------------------------------------------------------------
     hold_sweep_interval_s: float = Field(2.0, gt=0, le=3600)

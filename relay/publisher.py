@@ -24,6 +24,7 @@ transaction is visible to read_committed readers.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import Counter
@@ -40,7 +41,7 @@ from billy_core.kafka.topics import TopicNames
 from billy_core.ops.health import HEALTH
 from billy_core.settings import Settings
 from billy_core.stream import dlq
-from billy_core.stream.outbox import decode_headers
+from billy_core.stream.outbox import NOTIFY_CHANNEL, Unpacked, decode_headers, unpack
 from billy_core.stream.record import Header
 from relay import positions as relay_positions
 
@@ -52,17 +53,22 @@ _OWNED = (
 )
 
 # Rows past each shard's published position (rows at or below it wait for cleanup and must not
-# crowd out new ones), at most `per_shard` per shard so no shard starves the others.
+# crowd out new ones), about `per_shard` records per shard so no shard starves the others: a
+# shard's rows while the records before them number fewer (a row is one record or a packed
+# batch of them, `billy_core.stream.outbox.write`).
 _FETCH = (
-    "SELECT shard, seq, topic, key, value, event_id, headers FROM ("
-    "  SELECT o.*, row_number() OVER (PARTITION BY o.shard ORDER BY o.seq) AS rn"
-    "  FROM outbox o LEFT JOIN unnest(%(shards)s::text[], %(seqs)s::bigint[]) AS p(shard, seq)"
+    "SELECT shard, seq, topic, key, value, event_id, headers, batch FROM ("
+    "  SELECT o.*, sum(o.records) OVER (PARTITION BY o.shard ORDER BY o.seq) - o.records"
+    "  AS before FROM outbox o"
+    "  LEFT JOIN unnest(%(shards)s::text[], %(seqs)s::bigint[]) AS p(shard, seq)"
     "  ON p.shard = o.shard"
     f"  WHERE {_OWNED.format(t='o.')} AND o.seq > coalesce(p.seq, 0)"
-    ") x WHERE rn <= %(per_shard)s ORDER BY shard, seq"
+    ") x WHERE before < %(per_shard)s ORDER BY shard, seq"
 )
-# One _FETCH row: shard, seq, topic, key, value, event_id, headers (the JSONB as loaded).
-_OutboxRow = tuple[str, int, str, bytes | memoryview | None, bytes | memoryview | None, str, object]
+_Bytes = bytes | memoryview | None
+# One _FETCH row: shard, seq, then one record (topic, key, value, event_id, headers as the
+# JSONB loaded) and a null batch, or nulls and a packed batch.
+_OutboxRow = tuple[str, int, str | None, _Bytes, _Bytes, str | None, object, _Bytes]
 
 _DELETE = (
     "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
@@ -84,17 +90,42 @@ class Relay:
         self._conn: psycopg.Connection | None = None
         self._backlog_due = 0.0
         self._cleanup_pending = False  # a cleanup failed: published rows still in the outbox
-        # Rows the broker refused as too large in a delivery report: sent as stand-ins next.
-        self._oversized: set[tuple[str, int]] = set()
-        self._refused: set[tuple[str, int]] = set()  # this transaction's refusals
+        # Records the broker refused as too large in a delivery report, as (shard, seq, index
+        # in the row): sent as stand-ins next.
+        self._oversized: set[tuple[str, int, int]] = set()
+        self._refused: set[tuple[str, int, int]] = set()  # this transaction's refusals
         self._renew = False  # replace the producer before the next transaction
+        self._woken = False  # an engine said rows were committed since the last fetch
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.settings.database_url, autocommit=True, connect_timeout=5
-            )
+            conn = psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5)
+            # Woken by the engines' notification that rows were committed (`_idle`).
+            conn.add_notify_handler(self._notified)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._conn = conn
+            self._woken = True  # a notification may have been missed while disconnected
         return self._conn
+
+    def _notified(self, _: psycopg.Notify) -> None:
+        self._woken = True
+
+    def _idle(self) -> None:
+        """Nothing to publish: wait for an engine's notification that rows were committed,
+        at most `relay_idle_sleep_ms` (a notification is best effort; rows written by hand
+        or by an older billy come without one). A notification heard while the last fetch
+        ran (`_notified`) ends the wait at once: its rows may have missed that fetch."""
+        timeout = self.settings.relay_idle_sleep_ms / 1000
+        if not self._woken:
+            # Wait until the server sends something (a notification); the next fetch reads
+            # it, through `_notified`. psycopg warns against mixing a handler with
+            # `notifies()`, and a handler alone never drops a notification.
+            try:
+                select.select([self._db().fileno()], [], [], timeout)
+            except (OSError, ValueError, psycopg.OperationalError):
+                self._conn = None  # reconnected (and listening again) by the next fetch
+                time.sleep(timeout)
+        self._woken = False
 
     def run(self, stop: threading.Event) -> None:
         transactional_id = f"{self.topics.prefix}-relay-{self.settings.relay_instance}"
@@ -116,7 +147,7 @@ class Relay:
                 metrics.outbox_oldest_seconds.set(0)
                 if self._cleanup_pending:
                     self._cleanup(self.published)
-                time.sleep(self.settings.relay_idle_sleep_ms / 1000)
+                self._idle()
                 continue
             touched = self._publish(producer, rows)
             if self._renew:  # a refusal in a delivery report: start clean (module doc)
@@ -157,21 +188,23 @@ class Relay:
         self._refused.clear()
         producer.begin_transaction()
         try:
-            for shard, seq, topic, key, value, event_id, headers in rows:
-                record_headers: list[Header] = [
-                    *decode_headers(headers),
-                    ("billy-event-id", event_id.encode()),
-                ]
-                row = (shard, seq)
-                on_delivery = partial(self._delivered, row)
-                if row in self._oversized or not _produce(
-                    producer, topic, _bytes(key), _bytes(value), record_headers, on_delivery
-                ):
-                    self._oversized.add(row)
-                    self._stand_in(producer, topic, _bytes(key), _bytes(value), record_headers)
-                    stand_ins[_kind(self.topics, topic)] += 1
+            for row in rows:
+                shard, seq = row[0], row[1]
+                for index, (topic, key, value, event_id, headers) in enumerate(_records(row)):
+                    record_headers: list[Header] = [
+                        *headers,
+                        ("billy-event-id", event_id.encode()),
+                    ]
+                    which = (shard, seq, index)
+                    on_delivery = partial(self._delivered, which)
+                    if which in self._oversized or not _produce(
+                        producer, topic, key, value, record_headers, on_delivery
+                    ):
+                        self._oversized.add(which)
+                        self._stand_in(producer, topic, key, value, record_headers)
+                        stand_ins[_kind(self.topics, topic)] += 1
+                    kinds[_kind(self.topics, topic)] += 1
                 touched[shard] = seq
-                kinds[_kind(self.topics, topic)] += 1
             for shard, seq in touched.items():
                 _produce(
                     producer,
@@ -206,7 +239,8 @@ class Relay:
                 )
                 return {}
             raise
-        self._oversized -= {(shard, seq) for shard, seq, *_ in rows}
+        sent = {(row[0], row[1]) for row in rows}
+        self._oversized = {o for o in self._oversized if o[:2] not in sent}
         metrics.relay_transaction_seconds.observe(time.perf_counter() - started)
         for kind, count in kinds.items():
             metrics.relay_published.labels(kind).inc(count)
@@ -214,9 +248,9 @@ class Relay:
             metrics.relay_oversized.labels(kind).inc(count)
         return touched
 
-    def _delivered(self, row: tuple[str, int], error: KafkaError | None, _: Message) -> None:
+    def _delivered(self, which: tuple[str, int, int], error: KafkaError | None, _: Message) -> None:
         if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            self._refused.add(row)
+            self._refused.add(which)
 
     def _stand_in(
         self,
@@ -248,7 +282,8 @@ class Relay:
                 )
                 if time.monotonic() >= self._backlog_due:  # a count is a scan: not every loop
                     cur.execute(
-                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                        "SELECT coalesce(sum(records), 0),"
+                        " coalesce(extract(epoch FROM now() - min(created_at)), 0)"
                         f" FROM outbox WHERE {_OWNED.format(t='')}",
                         self.params,
                     )
@@ -308,6 +343,15 @@ def _produce(
             if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 return False
             raise
+
+
+def _records(row: _OutboxRow) -> list[Unpacked]:
+    """The records of one outbox row: itself, or its packed batch's."""
+    _, _, topic, key, value, event_id, headers, batch = row
+    if batch is not None:
+        return unpack(batch)
+    assert topic is not None and event_id is not None  # the table's CHECK
+    return [(topic, _bytes(key), _bytes(value), event_id, decode_headers(headers))]
 
 
 def _bytes(value: bytes | memoryview | None) -> bytes | None:

@@ -106,6 +106,9 @@ def plain_producer(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "max.in.flight.requests.per.connection": 5,
         # Retries end at this bound; a delivery error is then reported, never swallowed.
         "delivery.timeout.ms": 60_000,
+        # 5 ms: at 2,000 commands/s into one partition, linger.ms 0 meant a produce request
+        # per record and 2-3x the broker's CPU (bench/README.md, issue 12). A service that
+        # wants a lone command out at once passes linger.ms 0 in its `extra_config`.
         "linger.ms": 5,
         "compression.type": "lz4",
     }

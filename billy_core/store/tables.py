@@ -38,7 +38,7 @@ def _now() -> Column[datetime]:
 
 # Where each consumer group stands in each partition. The ledger advances `next_offset` with a
 # compare-and-set in the same transaction as its ledger writes; `outbox_seq` numbers that
-# partition's outbox rows without gaps (one writer per partition, serialized by this row).
+# partition's outbox records without gaps (one writer per partition, serialized by this row).
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,
@@ -56,21 +56,30 @@ consumer_offsets = Table(
 # Records waiting for the relay. `shard` is the source "<topic>/<partition>": rows of one shard
 # are published in `seq` order, which is the order the ledger applied them. `deployment` (the
 # topic prefix) keeps two deployments on one database from publishing each other's rows.
+# A row is one record (topic ... headers), or a whole partition batch's records packed in
+# `batch` (`records` of them; billy_core.stream.outbox.pack), its seq that of its last record.
 outbox = Table(
     "outbox",
     metadata,
     Column("shard", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
-    Column("topic", Text, nullable=False),
+    Column("topic", Text),
     Column("key", LargeBinary),  # null stays null (an exact DLQ copy)
     Column("value", LargeBinary),  # null: a tombstone (an exact DLQ copy)
-    Column("event_id", Text, nullable=False),
+    Column("event_id", Text),
     # Record headers in order: [[name, base64 value], ...] (billy_core.stream.outbox).
     Column("headers", JSONB),
     _now(),
     Column("deployment", Text, nullable=False),
+    Column("batch", LargeBinary),
+    Column("records", Integer, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("shard", "seq"),
     Index("outbox_by_deployment", "deployment", "shard", "seq"),
+    CheckConstraint(
+        "(batch IS NULL AND topic IS NOT NULL AND event_id IS NOT NULL AND records = 1)"
+        " OR (batch IS NOT NULL AND topic IS NULL AND records >= 1)",
+        name="outbox_record_or_batch",
+    ),
 )
 
 # Who the client is. Names and emails live here only: never in keys, logs, metrics or topics.

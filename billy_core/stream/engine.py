@@ -27,6 +27,7 @@ never in two transactions at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ from billy_core.kafka import config as kafka_config
 from billy_core.kafka.logs import KAFKA_LOG
 from billy_core.kafka.partitioner import java_partition
 from billy_core.settings import Settings
-from billy_core.stream import positions
+from billy_core.stream import outbox, positions
 from billy_core.stream.apply_step import (
     Committed,
     PartitionWork,
@@ -57,6 +58,10 @@ from billy_core.stream.poison_cap import PoisonCap
 from billy_core.stream.record import Poison, Record
 
 TP = tuple[str, int]
+
+# The partition a key belongs on, remembered: a client's records keep coming with the same
+# key, and murmur2 in Python costs microseconds a record. Bounded (keys are bounded too).
+_partition_of = functools.lru_cache(maxsize=1 << 16)(java_partition)
 
 
 @dataclass(slots=True)
@@ -119,9 +124,7 @@ class Engine(Generic[Item]):
                     self._report_lag()
                     self._resume_requested()
                     lag_due = self._clock() + limits.LAG_REPORT_INTERVAL_S
-                messages = consumer.consume(
-                    self.settings.batch_size_max, self.settings.batch_wait_ms / 1000
-                )
+                messages = self._poll(consumer)
                 if messages:
                     self.process(messages)
                 waiting = any(s.retry_at for s in self._parts.values())
@@ -131,10 +134,27 @@ class Engine(Generic[Item]):
             self._workers.shutdown()
             self.pool.close()
 
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """The next batch. What the fetcher already holds is taken at once (under load, the
+        records that arrived while the last batch was applied: batches grow with the load by
+        themselves). Only when it holds nothing does the poll block, until a first record
+        arrives, and then waits at most `batch_wait_ms` for more to join it (0: none): an
+        idle ledger answers a lone command without a fixed batching delay."""
+        size = self.settings.batch_size_max
+        messages = consumer.consume(size, 0)
+        if messages:
+            return messages
+        messages = consumer.consume(1, limits.POLL_IDLE_S)
+        if messages and size > 1:
+            messages += consumer.consume(size - 1, self.settings.batch_wait_ms / 1000)
+        return messages
+
     def process(self, messages: list[Message]) -> None:
         """Apply one poll's records: every partition in its own transaction, side by side."""
         work = [w for w in (self._prepare(tp, rs) for tp, rs in _group(messages, self.log)) if w]
         outcomes = list(self._workers.map(self._apply, work))
+        if any(isinstance(o, Committed) and o.outputs for o, _ in outcomes):
+            self._wake_relay()
         for w, (outcome, seconds) in zip(work, outcomes, strict=True):
             tp = (w.topic, w.partition)
             state = self._parts.get(tp)
@@ -150,6 +170,19 @@ class Engine(Generic[Item]):
                 self._reseek(tp, state)
             else:
                 self._back_off(tp, state, outcome)
+
+    def _wake_relay(self) -> None:
+        """Tell the relay that outbox rows were committed (`outbox.notify`). After the
+        commits, not inside them: a NOTIFY in a transaction holds PostgreSQL's notification
+        lock until that transaction's commit is flushed, which would queue the partitions'
+        commits one behind the other. Best effort: a relay not woken looks anyway after
+        `relay_idle_sleep_ms`."""
+        try:
+            with self.pool.connection() as conn:
+                outbox.notify(conn, self.deployment)
+        except Exception as exc:
+            if not db.is_transient(exc):
+                raise
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -419,7 +452,7 @@ class Engine(Generic[Item]):
             for r in records
             if r.key is not None
             and len(r.key) <= limits.ROUTING_KEY_BYTES_MAX
-            and java_partition(r.key, count) != tp[1]
+            and _partition_of(r.key, count) != tp[1]
         )
         if wrong:
             metrics.misrouted_records.labels(self.handler.name).inc(wrong)

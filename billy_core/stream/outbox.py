@@ -13,6 +13,7 @@ tombstone); headers are kept in order, values base64-encoded in JSON.
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +58,17 @@ class Outbox:
         return len(self.records)
 
 
+# The relay LISTENs here; engines NOTIFY it (payload: the deployment) after committing rows.
+NOTIFY_CHANNEL = "billy_outbox"
+
+
+def notify(conn: psycopg.Connection, deployment: str) -> None:
+    """Wake the relays: rows were committed. Commits (a transaction that writes nothing, so
+    no WAL flush); the relays of every deployment on this database hear it and look."""
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, deployment))
+    conn.commit()
+
+
 def encode_headers(headers: Sequence[Header]) -> Jsonb | None:
     if not headers:
         return None
@@ -79,22 +91,117 @@ def decode_headers(stored: object) -> list[Header]:
 
 
 def write(cur: psycopg.Cursor, outbox: Outbox) -> None:
-    """COPY the batch's records; part of the caller's transaction (nothing commits here)."""
+    """Write the batch's records; part of the caller's transaction (nothing commits here).
+    One record is a row of its own; more go packed into one row (`pack`), whose seq is that
+    of the last: a row per command output cost PostgreSQL an insert, an index entry and a
+    delete each."""
     if not outbox.records:
         return
-    with cur.copy(
-        "COPY outbox (deployment, shard, seq, topic, key, value, event_id, headers) FROM STDIN"
-    ) as copy:
-        for seq, r in outbox.records:
-            copy.write_row(
-                (
-                    outbox.deployment,
-                    outbox.shard,
-                    seq,
-                    r.topic,
-                    r.key,
-                    r.value,
-                    r.event_id,
-                    encode_headers(r.headers),
-                )
+    if len(outbox.records) == 1:
+        ((seq, r),) = outbox.records
+        cur.execute(
+            "INSERT INTO outbox (deployment, shard, seq, topic, key, value, event_id, headers)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                outbox.deployment,
+                outbox.shard,
+                seq,
+                r.topic,
+                r.key,
+                r.value,
+                r.event_id,
+                encode_headers(r.headers),
+            ),
+        )
+        return
+    cur.execute(
+        "INSERT INTO outbox (deployment, shard, seq, batch, records) VALUES (%s, %s, %s, %s, %s)",
+        (
+            outbox.deployment,
+            outbox.shard,
+            outbox.records[-1][0],
+            pack([r for _, r in outbox.records]),
+            len(outbox.records),
+        ),
+    )
+
+
+# --- packed batches -------------------------------------------------------------------------
+#
+# A batch row's `batch` column: the format byte, then per record a fixed head (lengths of
+# topic, key, value, event id; header count), the bytes, and per header its name's and
+# value's lengths and bytes. A length of -1 is a null key, value or header value.
+
+_FORMAT = b"\x01"
+_HEAD = struct.Struct("<HiiHH")
+_HEADER = struct.Struct("<Hi")
+
+
+def pack(records: Sequence[OutputRecord]) -> bytes:
+    parts = [_FORMAT]
+    add = parts.append
+    head, header = _HEAD.pack, _HEADER.pack
+    for r in records:
+        topic, event_id, key, value = r.topic.encode(), r.event_id.encode(), r.key, r.value
+        add(
+            head(
+                len(topic),
+                -1 if key is None else len(key),
+                -1 if value is None else len(value),
+                len(event_id),
+                len(r.headers),
             )
+        )
+        add(topic)
+        if key:
+            add(key)
+        if value:
+            add(value)
+        add(event_id)
+        for name, hvalue in r.headers:
+            encoded = name.encode()
+            add(header(len(encoded), -1 if hvalue is None else len(hvalue)))
+            add(encoded)
+            if hvalue:
+                add(hvalue)
+    return b"".join(parts)
+
+
+# A record as the relay sends it: topic, key, value, event id, headers.
+Unpacked = tuple[str, bytes | None, bytes | None, str, list[Header]]
+
+
+def unpack(data: bytes | memoryview) -> list[Unpacked]:
+    """The relay's inverse of `pack`. Raises ValueError for bytes `pack` did not write."""
+    view = memoryview(data)
+    if view[:1] != _FORMAT:
+        raise ValueError(f"outbox batch: unknown format {bytes(view[:1])!r}")
+    out: list[Unpacked] = []
+    at, end = 1, len(view)
+    head, header = _HEAD.unpack_from, _HEADER.unpack_from
+    try:
+        while at < end:
+            topic_n, key_n, value_n, event_n, headers_n = head(view, at)
+            at += _HEAD.size
+            topic = str(view[at : at + topic_n], "utf-8")
+            at += topic_n
+            key = None if key_n < 0 else bytes(view[at : at + key_n])
+            at += max(key_n, 0)
+            value = None if value_n < 0 else bytes(view[at : at + value_n])
+            at += max(value_n, 0)
+            event_id = str(view[at : at + event_n], "utf-8")
+            at += event_n
+            headers: list[Header] = []
+            for _ in range(headers_n):
+                name_n, hvalue_n = header(view, at)
+                at += _HEADER.size
+                name = str(view[at : at + name_n], "utf-8")
+                at += name_n
+                headers.append((name, None if hvalue_n < 0 else bytes(view[at : at + hvalue_n])))
+                at += max(hvalue_n, 0)
+            out.append((topic, key, value, event_id, headers))
+    except struct.error as exc:
+        raise ValueError(f"outbox batch: truncated at byte {at}") from exc
+    if at != end:
+        raise ValueError(f"outbox batch: truncated at byte {at}")
+    return out

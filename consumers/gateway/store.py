@@ -208,4 +208,8 @@ def finish(
             f"balance-outcome:{request.tenant}:{request.command_id}",
         )
         outbox_rows.write(cur, box)
+    try:  # wake the relay at once; best effort (it looks by itself after its idle wait)
+        outbox_rows.notify(conn, deployment)
+    except psycopg.OperationalError:
+        pass
     return True

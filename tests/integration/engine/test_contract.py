@@ -25,7 +25,7 @@ from billy_core.kafka.admin import ensure_topics
 from billy_core.kafka.partitioner import java_partition
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
-from billy_core.stream import Poison, Record, positions
+from billy_core.stream import Poison, Record, outbox, positions
 from billy_core.stream.apply_step import PartitionWork, apply_batch
 from tests.conftest import REPO
 from tests.integration.engine.cases import CASES, HandlerCase
@@ -120,11 +120,25 @@ def _stored(settings: Settings, group: str, topic: str) -> dict[int, int]:
 
 
 def _outbox_dlq(settings: Settings, topics: TopicNames) -> list[tuple]:
+    """(key, value, headers as stored in a one-record row: [[name, base64 value], ...]) of
+    every DLQ copy in the outbox, from one-record rows and packed batches alike."""
     with psycopg.connect(settings.database_url) as conn:
-        return conn.execute(
-            "SELECT key, value, headers FROM outbox WHERE topic = %s AND deployment = %s",
-            (topics.dlq, topics.prefix),
+        rows = conn.execute(
+            "SELECT topic, key, value, headers, batch FROM outbox WHERE deployment = %s"
+            " ORDER BY shard, seq",
+            (topics.prefix,),
         ).fetchall()
+    copies: list[tuple] = []
+    for topic, key, value, headers, batch in rows:
+        if batch is None:
+            if topic == topics.dlq:
+                copies.append((key, value, headers))
+            continue
+        for t, k, v, _, hs in outbox.unpack(batch):
+            if t == topics.dlq:
+                stored = [[n, None if x is None else base64.b64encode(x).decode()] for n, x in hs]
+                copies.append((k, v, stored))
+    return copies
 
 
 # --- the contract --------------------------------------------------------------------------
