@@ -8,14 +8,14 @@ partition batch packed together (`billy_core.stream.outbox.pack`), `records` say
 Its `seq` is the shard sequence number of its last record. Rows written before stay readable.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
