@@ -8,14 +8,12 @@ paid; several invoices paid by one credit are marked paid without an id here).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from billy_core.money import Money
-from billy_core.reads import create_engine_for, ms_to_datetime, wallet_exists
+from billy_core.reads import money_text, ms_to_datetime, read_client_view, wallet_exists
 from billy_core.settings import Settings
 from billy_core.store.tables import payments as payments_table
 
@@ -58,21 +56,12 @@ def payments(conn: Connection, tenant: str, client_id: str) -> list[dict[str, An
 def print_payments(settings: Settings, tenant: str, client: str) -> int:
     """Print a client's payments. Exit code 0; 1 without such a wallet or when PostgreSQL
     cannot be asked."""
-    engine = create_engine_for(settings, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            rows = payments(conn, tenant, client)
-    except sa.exc.DBAPIError as exc:
-        print(f"billy: cannot read PostgreSQL: {str(exc.orig).strip()[:300]}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    rows = read_client_view(settings, tenant, client, payments)
     if rows is None:
-        print(f"billy: no wallet for client {client!r} of tenant {tenant!r}", file=sys.stderr)
         return 1
     print(f"payments of {tenant}/{client}: {len(rows)}")
     for r in rows:
-        money = f"{r['amount_minor']} minor ({Money(r['amount_minor'], r['currency'])})"
+        money = money_text(r["amount_minor"], r["currency"])
         invoice = f"invoice {r['invoice_id']}" if r["invoice_id"] is not None else "invoice -"
         when = r["received_at"].isoformat(timespec="milliseconds")
         print(f"  {when}  {money:>24}  {invoice}  order {r['service_order_id']} Tid {r['tid']}")

@@ -23,8 +23,9 @@ import base64
 import binascii
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -51,7 +52,9 @@ __all__ = [
     "open_holds",
     "parse_iso",
     "print_applied_services",
+    "money_text",
     "print_balance",
+    "read_client_view",
     "print_wallet",
     "to_ms",
     "wallet_exists",
@@ -359,19 +362,37 @@ def balance_view(conn: Connection, tenant: str, client_id: str) -> dict[str, Any
     }
 
 
-def print_balance(settings: Settings, tenant: str, client: str) -> int:
-    """Print what Balance holds for a client. Exit code 0; 1 without such a wallet or when
-    PostgreSQL cannot be asked."""
+_View = TypeVar("_View")
+
+
+def read_client_view(
+    settings: Settings,
+    tenant: str,
+    client: str,
+    read: Callable[[Connection, str, str], _View | None],
+) -> _View | None:
+    """One client's view for a `billy` print command, on a connection of its own. None after
+    saying why on stderr: no such wallet, or PostgreSQL cannot be asked."""
     engine = create_engine_for(settings, pool_size=1)
     try:
         with engine.connect() as conn:
-            view = balance_view(conn, tenant, client)
+            view = read(conn, tenant, client)
     except sa.exc.DBAPIError as exc:
-        return _fail(f"cannot read PostgreSQL: {_first_line(exc)}", 1)
+        _fail(f"cannot read PostgreSQL: {_first_line(exc)}", 1)
+        return None
     finally:
         engine.dispose()
     if view is None:
-        return _fail(f"no wallet for client {client!r} of tenant {tenant!r}", 1)
+        _fail(f"no wallet for client {client!r} of tenant {tenant!r}", 1)
+    return view
+
+
+def print_balance(settings: Settings, tenant: str, client: str) -> int:
+    """Print what Balance holds for a client. Exit code 0; 1 without such a wallet or when
+    PostgreSQL cannot be asked."""
+    view = read_client_view(settings, tenant, client, balance_view)
+    if view is None:
+        return 1
     print(f"balance {tenant}/{client}: {view['status']}")
     print(f"  Balance client  {view['balance_client_id'] or '-'}")
     print(f"  order           {view['service_order_id'] or '-'}")
@@ -381,7 +402,7 @@ def print_balance(settings: Settings, tenant: str, client: str) -> int:
     print(f"contracts: {len(view['contracts'])}")
     for c in view["contracts"]:
         limit = c["credit_limit_minor"]
-        shown = f"  limit {_money(limit, c['currency'])}" if limit is not None else ""
+        shown = f"  limit {money_text(limit, c['currency'])}" if limit is not None else ""
         print(
             f"  {c['contract_id']}  {c['payment_type']}  {c['external_id']}"
             f" (id {c['balance_contract_id']})  payer {c['payer_id']}{shown}"
@@ -389,13 +410,13 @@ def print_balance(settings: Settings, tenant: str, client: str) -> int:
     print(f"invoices: {len(view['invoices'])}")
     for v in view["invoices"]:
         print(
-            f"  {v['invoice_id']}  {v['kind']:<7} {_money(v['amount_minor'], v['currency'])}"
+            f"  {v['invoice_id']}  {v['kind']:<7} {money_text(v['amount_minor'], v['currency'])}"
             f"  {v['status']:<9} {v['payment_link'] or ''}"
         )
     return 0
 
 
-def _money(amount_minor: int, currency: str) -> str:
+def money_text(amount_minor: int, currency: str) -> str:
     """ "150000 minor (1500.00 RUB)": the exact integer and the human reading."""
     return f"{amount_minor} minor ({Money(amount_minor, currency)})"
 
@@ -426,15 +447,15 @@ def print_wallet(settings: Settings, tenant: str, client: str) -> int:
     cur = wallet["currency"]
     print(f"wallet {tenant}/{client}")
     print(f"  currency    {cur}")
-    print(f"  available   {_money(wallet['available_minor'], cur)}")
-    print(f"  held        {_money(wallet['held_minor'], cur)}")
+    print(f"  available   {money_text(wallet['available_minor'], cur)}")
+    print(f"  held        {money_text(wallet['held_minor'], cur)}")
     print(f"  version     {wallet['version']}")
     print(f"  updated at  {_iso(wallet['updated_at'])}")
     print(f"open holds: {len(held)}")
     for h in held:
         print(
             f"  {h['hold_id']}  product {h['product_id']}  "
-            f"{_money(h['amount_minor'], h['currency'])}  expires {_iso(h['expires_at'])}"
+            f"{money_text(h['amount_minor'], h['currency'])}  expires {_iso(h['expires_at'])}"
         )
     return 0
 
@@ -453,7 +474,7 @@ def print_adjustments(settings: Settings, tenant: str, client: str) -> int:
     print(f"adjustments of {tenant}/{client}: {len(rows)}")
     for r in rows:
         print(
-            f"  {_iso(r['applied_at'])}  {_money(r['amount_minor'], r['currency']):>18}"
+            f"  {_iso(r['applied_at'])}  {money_text(r['amount_minor'], r['currency']):>18}"
             f"  by {r['operator']}  {r['command_id']}  {r['reason']}"
         )
     return 0
@@ -500,13 +521,13 @@ def print_applied_services(
         refund = f"  refund of {r['refund_of']}" if r["refund_of"] else ""
         print(
             f"  {_iso(r['applied_at'])}  {r['kind']:<6}  {r['product_id']}  "
-            f"{_money(r['amount_minor'], r['currency'])}  {r['command_id']}{refund}"
+            f"{money_text(r['amount_minor'], r['currency'])}  {r['command_id']}{refund}"
         )
         key = (r["kind"], r["currency"])
         totals[key] = totals.get(key, 0) + r["amount_minor"]
     print(f"{len(rows)} row(s)" + (f"; more follow, raise --limit (now {limit})" if more else ""))
     for (kind, currency), total in sorted(totals.items()):
-        print(f"  total {kind.lower():<6} {_money(total, currency)}")
+        print(f"  total {kind.lower():<6} {money_text(total, currency)}")
     return 0
 
 

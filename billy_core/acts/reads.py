@@ -4,14 +4,12 @@ per query. Money is integer minor units with its currency."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from billy_core.money import Money
-from billy_core.reads import create_engine_for, wallet_exists
+from billy_core.reads import money_text, read_client_view, wallet_exists
 from billy_core.settings import Settings
 from billy_core.store.tables import acts, reconciliations
 
@@ -74,35 +72,22 @@ def client_acts(conn: Connection, tenant: str, client_id: str) -> dict[str, Any]
 def print_acts(settings: Settings, tenant: str, client: str) -> int:
     """Print a client's acts and reconciled months. Exit code 0; 1 without such a wallet or
     when PostgreSQL cannot be asked."""
-    engine = create_engine_for(settings, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            view = client_acts(conn, tenant, client)
-    except sa.exc.DBAPIError as exc:
-        print(f"billy: cannot read PostgreSQL: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    view = read_client_view(settings, tenant, client, client_acts)
     if view is None:
-        print(f"billy: no wallet for client {client!r} of tenant {tenant!r}", file=sys.stderr)
         return 1
     print(f"acts {tenant}/{client}: {len(view['acts'])}")
     for act in view["acts"]:
         print(
             f"  {act['month']}  act {act['act_id']} ({act['external_id']}) of {act['act_date']}"
-            f"  {_money(act['amount_minor'], act['currency'])}"
-            f"  VAT {_money(act['amount_nds_minor'], act['currency'])}"
+            f"  {money_text(act['amount_minor'], act['currency'])}"
+            f"  VAT {money_text(act['amount_nds_minor'], act['currency'])}"
             f"  {act['reconciliation_status']}"
         )
     print(f"reconciled months: {len(view['reconciliations'])}")
     for m in view["reconciliations"]:
         print(
-            f"  {m['month']}  act {_money(m['act_minor'], m['currency'])}"
-            f"  ledger {_money(m['ledger_minor'], m['currency'])}"
-            f"  difference {_money(m['difference_minor'], m['currency'])}  {m['status']}"
+            f"  {m['month']}  act {money_text(m['act_minor'], m['currency'])}"
+            f"  ledger {money_text(m['ledger_minor'], m['currency'])}"
+            f"  difference {money_text(m['difference_minor'], m['currency'])}  {m['status']}"
         )
     return 0
-
-
-def _money(amount_minor: int, currency: str) -> str:
-    return f"{amount_minor} minor ({Money(amount_minor, currency)})"
