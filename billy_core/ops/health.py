@@ -123,7 +123,7 @@ class Health:
             if role in _PROGRESS_ROLES and now - state.progress_at_s > PROGRESS_STALE_S:
                 found.append(f"no progress for {now - state.progress_at_s:.0f} s")
             if role == "relay":
-                age = _gauge_value(metrics.outbox_oldest_seconds)
+                age = _gauge_sum(metrics.outbox_oldest_seconds)
                 if age > OUTBOX_AGE_MAX_S:
                     found.append(f"oldest outbox row {age:.0f} s old")
             problems[role] = found
@@ -133,12 +133,13 @@ class Health:
             "status": "ready" if ok else "not ready",
             "roles": problems,
             "dependencies": deps,
-            "consumer_lag": _gauge_value(metrics.consumer_lag),
+            "consumer_lag": round(_gauge_sum(metrics.consumer_lag)),  # records: an integer
         }
 
 
-def _gauge_value(gauge: Any) -> float:
-    """The sum of a gauge's samples in this process (0 when it has none)."""
+def _gauge_sum(gauge: Any) -> float:
+    """The sum of a gauge's samples in this process (0 when it has none); prometheus_client
+    keeps every sample as a float, whatever it counts."""
     return float(sum(s.value for family in gauge.collect() for s in family.samples))
 
 
