@@ -6,6 +6,9 @@ its results topic, decoded with the published schemas, and in the read API. No b
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -103,3 +106,60 @@ def test_a_paid_invoice_arrives_as_a_payment_result_and_in_the_read_api(billy, e
     assert balance.status_code == 200, balance.text  # where part 1 lists the invoices
     statuses = {str(i["invoice_id"]): i["status"] for i in balance.json()["invoices"]}
     assert statuses[invoice_id] == "paid"
+
+
+def _notify(billy_intake: str, structs: list, secret: str | None) -> httpx.Response:
+    """POST a JSON NotifyOrder2 as Balance does: the body signed with HMAC-SHA256."""
+    body = json.dumps(structs).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers["X-Balance-Signature"] = f"sha256={digest}"
+    return httpx.post(f"{billy_intake}/BalanceClient/NotifyOrder2", content=body, headers=headers)
+
+
+def test_forged_unsigned_and_malformed_notifications_credit_nothing(billy, intake_port):
+    """Speaking only HTTP, as Balance would: an unsigned or wrongly signed notification is
+    refused (403), a malformed one is refused naming the field (400, Balance sends it again
+    later), and a signed one whose figures Balance does not confirm is answered 200 (so
+    Balance stops) and credits nothing."""
+    client = f"jvm-{uuid.uuid4().hex[:8]}"
+    reg = register(billy, "autoru", client)
+    order = int(reg["details"]["service_order_id"])
+    intake = f"http://127.0.0.1:{intake_port}/balance"
+    forged = {
+        "ServiceID": 1000,  # billy's default ServiceID
+        "ServiceOrderID": order,
+        "Tid": "9" * 17,
+        "Signal": 1,
+        "SignalDescription": "Order balance have been changed",
+        "ConsumeQty": "1000000",
+        "ConsumeSum": "1000000.00",  # Balance has nothing on this order
+        "ConsumeAmount": "1000000.00",
+        "ConsumeCurrency": "RUB",
+        "CompletionQty": "0",
+    }
+
+    assert _notify(intake, [forged], None).status_code == 403
+    assert _notify(intake, [forged], "not-the-secret").status_code == 403
+    for field, bad in [("ConsumeSum", "1e6"), ("Tid", "12\x00"), ("ServiceOrderID", "x" * 5000)]:
+        answer = _notify(intake, [{**forged, field: bad}], SECRET)
+        assert answer.status_code == 400, (field, answer.text)
+        assert field in answer.text
+    assert _notify(intake, [forged], SECRET).status_code == 200
+
+    # Nothing was credited: no payment result, and the read API lists no payment.
+    marker = send_command(
+        billy,
+        "autoru",
+        client,
+        "Charge",
+        {"product_id": "listing", "amount_minor": 1, "currency": "RUB"},
+    )
+    answers = results(billy, "autoru.results", {marker: 1}, timeout_s=90)
+    (after,) = answers[marker]
+    assert (after["status"], after["code"]) == ("REJECTED", "insufficient_funds")
+    assert after["available_minor"] == 0
+    headers = {"Authorization": f"Bearer {TOKENS['autoru']}"}
+    listed = httpx.get(f"{billy.api}/v1/autoru/clients/{client}/payments", headers=headers)
+    assert listed.status_code == 200 and listed.json()["payments"] == []
