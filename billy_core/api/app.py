@@ -38,7 +38,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy.engine import Engine
 
-from billy_core import reads
+from billy_core import payment_reads, reads
+from billy_core.acts import reads as act_reads
 from billy_core.api import models
 from billy_core.ops.health import HEALTH
 from billy_core.security import tokens as stored_tokens
@@ -244,8 +245,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def client_payments(scope: Scope) -> models.Payments:
         """Money paid to the client's Balance order and credited to the wallet: amount,
         time, Balance's Tid, the invoice when one matched exactly."""
-        from billy_core import payment_reads
-
         with engine.connect() as conn:
             rows = payment_reads.payments(conn, scope.tenant, scope.client_id)
         if rows is None:
@@ -265,8 +264,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def client_acts(scope: Scope) -> models.ClientActs:
         """Balance's monthly acts for the client, each with its reconciliation status, and
         every reconciled month (act against billy's ledger)."""
-        from billy_core.acts import reads as act_reads
-
         with engine.connect() as conn:
             view = act_reads.client_acts(conn, scope.tenant, scope.client_id)
         if view is None:
