@@ -28,6 +28,7 @@ from jobs.balance_jobs import balance_client
 from jobs.consumption import ConsumptionReporter
 from tests.conftest import RunningRoles
 from tests.emulator_process import start_emulator
+from tests.integration.balance_setup import gateway_settings
 from tests.integration.kafka_io import Reader, Sender, cmd, now_ms
 
 pytestmark = pytest.mark.integration
@@ -44,17 +45,7 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gw_settings(settings, emulator):
-    return settings.model_copy(
-        update={
-            "balance_gateway": True,
-            "balance_url": emulator.url,
-            "balance_timeout_s": 5.0,
-            "balance_breaker_cooldown_s": 1.0,
-            "gateway_retry_max_s": 1.0,
-            "gateway_unclear_settle_s": 1.0,
-            "consumption_settle_s": 1.0,
-        }
-    )
+    return gateway_settings(settings, emulator.url, consumption_settle_s=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from billy_core.commands import (
 from billy_core.results import Result
 from tests.conftest import RunningRoles
 from tests.emulator_process import start_emulator
+from tests.integration.balance_setup import gateway_settings
 from tests.integration.kafka_io import Reader, Sender, cmd
 
 pytestmark = pytest.mark.integration
@@ -55,16 +56,7 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gw_settings(settings, emulator):
-    return settings.model_copy(
-        update={
-            "balance_gateway": True,
-            "balance_url": emulator.url,
-            "balance_timeout_s": 5.0,
-            "balance_breaker_cooldown_s": 1.0,
-            "gateway_retry_max_s": 1.0,
-            "gateway_unclear_settle_s": 1.0,
-        }
-    )
+    return gateway_settings(settings, emulator.url)
 
 
 @pytest.fixture(scope="module")

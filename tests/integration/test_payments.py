@@ -32,6 +32,7 @@ from billy_core.commands import (
 from billy_core.results import Result
 from tests.conftest import RunningRoles
 from tests.emulator_process import start_emulator
+from tests.integration.balance_setup import gateway_settings
 from tests.integration.kafka_io import Reader, Sender, cmd
 
 pytestmark = pytest.mark.integration
@@ -66,17 +67,11 @@ def emulator(tmp_path_factory, intake_url):
 
 @pytest.fixture(scope="module")
 def pay_settings(settings, emulator, intake_url):
-    return settings.model_copy(
-        update={
-            "balance_gateway": True,
-            "balance_url": emulator.url,
-            "balance_timeout_s": 5.0,
-            "balance_breaker_cooldown_s": 1.0,
-            "gateway_retry_max_s": 1.0,
-            "gateway_unclear_settle_s": 1.0,
-            "intake_port": int(intake_url.split(":")[2].split("/")[0]),
-            "balance_notify_secret": SecretStr(SECRET),
-        }
+    return gateway_settings(
+        settings,
+        emulator.url,
+        intake_port=int(intake_url.split(":")[2].split("/")[0]),
+        balance_notify_secret=SecretStr(SECRET),
     )
 
 
