@@ -23,6 +23,7 @@ from billy.cli import main
 from billy_core.balance.notifications import sign
 from billy_core.codec import decode_applied_service, decode_result
 from billy_core.commands import (
+    Charge,
     RegisterClient,
     RequestInvoice,
     TransferCredit,
@@ -367,3 +368,46 @@ def test_a_source_outside_the_allow_list_is_refused_before_its_body_is_read(pay_
 def test_a_body_over_the_limit_is_refused(pay_settings, running):
     big = b"[" + b" " * (pay_settings.intake_body_bytes_max + 1) + b"]"
     assert _post(pay_settings, big).status_code == 413
+
+
+def test_bad_records_on_the_events_topic_are_dead_lettered_and_the_partition_goes_on(
+    io, pay_settings, topics
+):
+    """Garbage among the intake's events (the payment mark with a broken body, a huge one
+    with control characters, a wrong type in a field) cannot stop the ledger: each goes to
+    the DLQ as it was, and the client's next command on the same partition is answered."""
+    client, _reg, _inv = _client_with_invoice(io, 10_000)
+    key = f"{TENANT}/{client}".encode()
+    good_shape = {
+        "v": 1,
+        "type": "payment",
+        "tenant": TENANT,
+        "client_id": client,
+        "service_order_id": 1,
+        "tid": "5",
+        "order_sum_minor": 100,
+    }
+    bad = [
+        b'{"type":"payment","v":1,' + b"\x00" * 10,  # the mark, then no JSON
+        json.dumps({**good_shape, "client_id": "\x07" * 100_000}).encode(),  # huge, a BEL
+        json.dumps({**good_shape, "order_sum_minor": "100"}, sort_keys=True).encode(),  # a string
+    ]
+    sender = Sender(pay_settings)
+    for value in bad:
+        sender.raw(topics.internal_events, key, value)
+    sender.flush()
+
+    # The partition goes on: the client's next command is answered.
+    after = io.answer(client, Charge("listing", 1, "RUB"))
+    assert (after.status, after.code) == ("REJECTED", "insufficient_funds")
+    dlq = Reader(pay_settings, topics.dlq)
+    try:
+        dlq.poll_until(lambda ms: sum(1 for m in ms if m.value() in bad) >= len(bad), timeout_s=60)
+        kept = [m for m in dlq.records if m.value() in bad]
+        assert sorted(m.value() for m in kept) == sorted(bad)  # exact copies
+        assert all(m.key() == key for m in kept)
+        reasons = [dict(m.headers() or [])["billy-dlq-reason"].decode() for m in kept]
+        assert all(reasons), reasons
+    finally:
+        dlq.close()
+    assert io.payments(client) == []
