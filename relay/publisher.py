@@ -71,7 +71,7 @@ _Bytes = bytes | memoryview | None
 _OutboxRow = tuple[str, int, str | None, _Bytes, _Bytes, str | None, object, _Bytes]
 
 _DELETE = (
-    "DELETE FROM outbox o USING unnest(%s::text[], %s::bigint[]) AS p(shard, seq)"
+    "DELETE FROM outbox o USING unnest(%b::text[], %b::bigint[]) AS p(shard, seq)"
     " WHERE o.deployment = %s AND o.shard = p.shard AND o.seq <= p.seq"
 )
 

@@ -7,6 +7,10 @@ command topic and the admin topic.
 
 Inserts go through COPY: at thousands of commands per second, one round trip per table per
 batch instead of one per row is what keeps PostgreSQL from being the limit.
+
+Key lists travel as binary arrays (`%b`): psycopg dumps a text-format array element by
+element in Python, with quoting, and PostgreSQL parses it back; binary costs a third of the
+client's CPU per element and less of the server's (measured: 0.75 against 2.16 µs).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def load_processed(
         return {}
     cur.execute(
         "SELECT p.tenant, p.command_id, p.payload_hash, p.result FROM processed_commands p"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, command_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS k(tenant, command_id)"
         " USING (tenant, command_id)",
         (tenants, ids),
     )
@@ -54,7 +58,7 @@ def load_states(
     cur.execute(
         "SELECT w.tenant, w.client_id, w.currency, w.available_minor, w.held_minor,"
         " w.version, w.overdraft_limit_minor FROM wallets w"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, client_id) USING (tenant, client_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS k(tenant, client_id) USING (tenant, client_id)"
         " ORDER BY w.tenant, w.client_id FOR UPDATE OF w",
         (tenants, client_ids),
     )
@@ -73,7 +77,7 @@ def load_states(
         cur.execute(
             "SELECT x.tenant, x.client_id, x.hold_id, x.product_id, x.amount_minor, x.currency,"
             " x.expires_at_ms, x.status, x.confirmed_minor, x.settled_by FROM holds x"
-            " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, client_id, hold_id)"
+            " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(tenant, client_id, hold_id)"
             " USING (tenant, client_id, hold_id)",
             (t, c, h),
         )
@@ -84,7 +88,7 @@ def load_states(
         cur.execute(
             "SELECT x.tenant, x.client_id, x.command_id, x.product_id, x.amount_minor,"
             " x.currency, x.refunded_minor FROM charges x"
-            " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, client_id, command_id)"
+            " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(tenant, client_id, command_id)"
             " USING (tenant, client_id, command_id)",
             (t, c, ids),
         )
@@ -100,7 +104,7 @@ def open_hold_totals(cur: psycopg.Cursor, clients: Iterable[ClientKey]) -> dict[
         return {}
     cur.execute(
         "SELECT h.tenant, h.client_id, sum(h.amount_minor) FROM holds h"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, client_id) USING (tenant, client_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS k(tenant, client_id) USING (tenant, client_id)"
         " WHERE h.status = 'open' GROUP BY h.tenant, h.client_id",
         (tenants, client_ids),
     )
@@ -164,7 +168,7 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
         cur.execute(
             "UPDATE wallets w SET available_minor = u.available, held_minor = u.held,"
             " version = u.version, updated_at = now()"
-            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
+            " FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[])"
             " AS u(tenant, client_id, available, held, version)"
             " WHERE w.tenant = u.tenant AND w.client_id = u.client_id AND w.version < u.version",
             (
@@ -203,8 +207,8 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
         cur.execute(
             "UPDATE holds x SET status = u.status, confirmed_minor = u.confirmed,"
             " settled_by = u.settled_by"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
-            " %s::text[]) AS u(tenant, client_id, hold_id, status, confirmed, settled_by)"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],"
+            " %b::text[]) AS u(tenant, client_id, hold_id, status, confirmed, settled_by)"
             " WHERE x.tenant = u.tenant AND x.client_id = u.client_id AND x.hold_id = u.hold_id",
             (
                 [t for t, _, _ in hs],
@@ -229,7 +233,7 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
         cs = w.changed_charges
         cur.execute(
             "UPDATE charges x SET refunded_minor = u.refunded"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[])"
             " AS u(tenant, client_id, command_id, refunded)"
             " WHERE x.tenant = u.tenant AND x.client_id = u.client_id"
             " AND x.command_id = u.command_id",

@@ -102,7 +102,7 @@ def load_pending(
         return {}
     cur.execute(
         "SELECT p.tenant, p.command_id, p.payload_hash FROM balance_pending p"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, command_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS k(tenant, command_id)"
         " USING (tenant, command_id)",
         (tenants, ids),
     )
@@ -313,7 +313,7 @@ def apply_outcomes(
         outcomes.append((f"{o.tenant}/{o.kind}", o.code))
     if answered:
         cur.execute(
-            "DELETE FROM balance_pending p USING unnest(%s::text[], %s::text[])"
+            "DELETE FROM balance_pending p USING unnest(%b::text[], %b::text[])"
             " AS k(tenant, command_id) WHERE p.tenant = k.tenant AND p.command_id = k.command_id",
             ([t for t, _ in answered], [c for _, c in answered]),
         )
@@ -351,7 +351,7 @@ def _load_pending_rows(
     cur.execute(
         "SELECT p.tenant, p.command_id, p.client_id, p.payload_hash, p.kind, p.source_topic,"
         " p.source_partition, p.source_offset, p.resends FROM balance_pending p"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(tenant, command_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS k(tenant, command_id)"
         " USING (tenant, command_id) ORDER BY p.tenant, p.command_id FOR UPDATE OF p",
         ([t for t, _ in keys], [c for _, c in keys]),
     )
