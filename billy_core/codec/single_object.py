@@ -24,6 +24,7 @@ Thread-safe: a codec holds only immutable, precomputed schemas.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -36,6 +37,7 @@ from billy_core.codec.errors import (
     UnknownFingerprint,
     describe,
 )
+from billy_core.codec.flat_writer import Unsupported, compile_flat
 from billy_core.codec.schemas import SchemaSet, schema_set
 
 __all__ = ["HEADER_LEN", "MAGIC", "SingleObjectCodec", "decode", "default_codec", "encode"]
@@ -47,17 +49,23 @@ HEADER_LEN = 10
 class SingleObjectCodec:
     """Encode and decode single-object framed records of one schema set."""
 
-    __slots__ = ("_readers", "_writers")
+    __slots__ = ("_compiled", "_readers", "_writers")
 
     def __init__(self, schemas: SchemaSet | None = None) -> None:
         schemas = schemas if schemas is not None else schema_set()
         # name (short and full) -> (header, parsed schema): built once, so the hot path does
         # no schema work at all.
         self._writers: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        # name -> a compiled writer of the same bytes, for the flat records (the ledger's
+        # outputs): fastavro stays the writer of everything else and the judge of bad data.
+        self._compiled: dict[str, Callable[[dict[str, Any]], bytes]] = {}
         for rec in schemas.current.values():
             entry = (MAGIC + rec.fingerprint, rec.parsed)
             self._writers[rec.name] = entry
             self._writers[rec.fullname] = entry
+            compiled = compile_flat(rec.json, entry[0])
+            if compiled is not None:
+                self._compiled[rec.name] = self._compiled[rec.fullname] = compiled
         # fingerprint -> (short name, writer schema, reader schema or None when identical)
         self._readers: dict[bytes, tuple[str, dict[str, Any], dict[str, Any] | None]] = {}
         for fp, writer in schemas.by_fingerprint.items():
@@ -78,6 +86,12 @@ class SingleObjectCodec:
         Raises KeyError for an unknown record name and EncodeError when `datum` does not
         fit the schema (missing or extra field, wrong type, long out of range).
         """
+        compiled = self._compiled.get(record_name)
+        if compiled is not None:
+            try:
+                return compiled(datum)
+            except Unsupported:
+                pass  # fastavro writes it, or says what is wrong with it
         header, parsed = self._writers[record_name]
         out = BytesIO()
         out.write(header)
