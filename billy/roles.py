@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -99,6 +100,22 @@ def role_target(settings: Settings, role: str) -> RoleTarget:
     raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
 
 
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector cheap for a long-running role.
+
+    The hot paths allocate a dozen container objects per record and free nearly all of them
+    by reference counting; with the default threshold (700) the collector still ran every
+    ~60 records and walked the young objects each time, and every few seconds all the
+    long-lived ones (schemas, modules, pools): measured 14 µs per command in the ledger and
+    7 in the relay (`gc.callbacks`, 30,000 commands). `gc.freeze()` moves everything
+    alive after start-up out of the collector's sight, and `limits.GC_THRESHOLDS` lets the
+    young generation grow to tens of thousands of objects before a collection; garbage in
+    cycles is still collected, later."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*limits.GC_THRESHOLDS)
+
+
 def run_roles(settings: Settings, roles: list[str]) -> int:
     """Run `roles` until SIGTERM/SIGINT or until one fails (then all stop). Exit code."""
     stop = threading.Event()
@@ -112,8 +129,9 @@ def run_roles(settings: Settings, roles: list[str]) -> int:
         http.serve(settings.api_host, settings.metrics_port)  # /metrics, /livez, /readyz
     failures: list[BaseException] = []
     threads = []
-    for role in roles:
-        target = role_target(settings, role)
+    targets = {role: role_target(settings, role) for role in roles}
+    tune_gc()
+    for role, target in targets.items():
 
         def guarded(target: RoleTarget = target, role: str = role) -> None:
             try:

@@ -28,6 +28,9 @@ RETRY_BACKOFF_MIN_S = 0.1  # first wait after a transient failure
 RETRY_BACKOFF_MAX_S = 10.0  # the longest wait between two attempts
 STARTUP_WAIT_S = 120.0  # how long a role waits for PostgreSQL and Kafka at start
 LAG_REPORT_INTERVAL_S = 5.0
+# Python's collector: young-generation size, then collections of each older generation per
+# collection of the one before (`billy.roles.tune_gc`; the default is 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
 POLL_IDLE_S = 0.1  # an idle consumer's poll blocks this long for a first record, then loops
 MISROUTE_LOG_INTERVAL_S = 60.0  # one warning per partition per interval, not per record
 ROUTING_KEY_BYTES_MAX = 1024  # longer keys (never a sound one) skip the misroute check
