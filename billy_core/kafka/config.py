@@ -125,6 +125,12 @@ def transactional_producer(settings: KafkaSettings, transactional_id: str) -> di
         "transaction.timeout.ms": 30_000,
         # librdkafka requires a delivery to end (or fail) within the transaction's lifetime.
         "delivery.timeout.ms": 25_000,
+        # Uncompressed: the broker decompresses every compressed batch to validate its records
+        # (keys of the compacted wallets topic, timestamps), and its CPU is billy's on a small
+        # machine: lz4 cost the broker 52-53 µs per command against 28-29 without, and saved
+        # the relay nothing measurable (bench/README.md, issue 12). Outputs are ~100-byte
+        # records; a deployment with a costly network may set it back per producer.
+        "compression.type": "none",
     }
 
 
