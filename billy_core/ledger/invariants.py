@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Protocol
 
 from billy_core.errors import InvariantViolation
 from billy_core.ledger import accounts
@@ -35,10 +36,18 @@ __all__ = [
 ]
 
 _TENANT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SOUND_TENANTS: set[str] = set()  # tenants that matched _TENANT: the regex once per tenant
 
 
-def _fail(what: str, state_key: str) -> None:
-    raise InvariantViolation(f"{state_key}: {what}")
+class _Owner(Protocol):
+    tenant: str
+    client_id: str
+
+
+def _fail(what: str, owner: _Owner) -> None:
+    # The "<tenant>/<client>" prefix is built here, on failure: these checks run twice per
+    # command and must cost a few integer comparisons when everything holds.
+    raise InvariantViolation(f"{owner.tenant}/{owner.client_id}: {what}")
 
 
 def _is_int(value: object) -> bool:
@@ -62,9 +71,11 @@ def check_client(
     in one batch, and checking them all per command would be quadratic). None checks all,
     and only then the loaded open holds' total is compared with `held_minor`.
     """
-    key = f"{state.tenant}/{state.client_id}"
-    if not _TENANT.match(state.tenant or ""):
-        _fail("tenant must be a Kafka topic-name fragment", key)
+    key = state
+    if state.tenant not in _SOUND_TENANTS:
+        if not _TENANT.match(state.tenant or ""):
+            _fail("tenant must be a Kafka topic-name fragment", key)
+        _SOUND_TENANTS.add(state.tenant)
     wallet = state.wallet
     if wallet is None:
         if state.holds or state.charges or state.new_wallet:
@@ -72,9 +83,15 @@ def check_client(
         return
     if (wallet.tenant, wallet.client_id) != (state.tenant, state.client_id):
         _fail("wallet belongs to another client", key)
-    for name in ("available_minor", "held_minor", "version", "overdraft_limit_minor"):
-        if not _is_int(getattr(wallet, name)):
-            _fail(f"wallet.{name} is not an int", key)
+    if not (
+        type(wallet.available_minor) is int
+        and type(wallet.held_minor) is int
+        and type(wallet.version) is int
+        and type(wallet.overdraft_limit_minor) is int
+    ):  # the usual case is exact ints; anything else is judged field by field
+        for name in ("available_minor", "held_minor", "version", "overdraft_limit_minor"):
+            if not _is_int(getattr(wallet, name)):
+                _fail(f"wallet.{name} is not an int", key)
     if wallet.overdraft_limit_minor < 0:
         _fail("overdraft_limit_minor < 0", key)
     if wallet.held_minor < 0:
@@ -184,7 +201,7 @@ def check_decision(
     come only with APPLIED. With `before_version`, the version grew by exactly 1 iff money moved.
     """
     check_transfers(decision.transfers)
-    key = f"{after.tenant}/{after.client_id}"
+    key = after
     available_account = accounts.available(after.tenant, after.client_id)
     held_account = accounts.held(after.tenant, after.client_id)
     wallet_accounts = (available_account, held_account)
