@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     # another). Bench, alternating: 9,139-9,172 against 7,759-8,055 commands/s, peak RSS
     # 134-137 against 123 MiB; 8,000 was slower (the relay's tail after the last batch).
     batch_size_max: int = Field(5000, ge=1, le=100_000, description="Records per poll batch")
+    merge_records_max: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Small partition batches of one topic share a transaction up to this many"
+        " records (0: never)",
+    )
     batch_wait_ms: int = Field(
         0,
         ge=0,

@@ -1,12 +1,16 @@
-"""The apply step: one partition batch in one PostgreSQL transaction, exactly once.
+"""The apply step: partition batches in one PostgreSQL transaction, exactly once.
 
-    lock the stored position (compare-and-set base)
+    lock the stored positions (compare-and-set base)
     dead-letter the poison, let the handler answer it if it must
     handler.apply(cur, batch, outbox)
-    write the outbox
-    advance the stored position (compare-and-set)      -> commit
+    write the outboxes
+    advance the stored positions (compare-and-set)     -> commit
 
-A consumer that lost the partition finds the position moved: `OffsetConflict`, nothing
+Usually one partition's batch; small batches of several partitions of one topic share one
+transaction when the handler allows it (`Handler.mergeable`): the handler gets their items
+in one batch and a `MergedOutbox` (an outbox, a shard and a position per partition).
+
+A consumer that lost a partition finds its position moved: `OffsetConflict`, nothing
 written. Any other exception rolls everything back and propagates to the engine.
 
 `dead_letter_alone` is the engine's way past a record PostgreSQL refuses for good: that one
@@ -24,6 +28,7 @@ import psycopg
 
 from billy_core.stream import dlq, outbox, positions
 from billy_core.stream.handler import Batch, Handler, Item, Summary
+from billy_core.stream.outbox import MergedOutbox, Outbox
 from billy_core.stream.record import Poison, Record
 
 
@@ -75,23 +80,55 @@ def apply_batch(
     work: PartitionWork[Item],
 ) -> Committed:
     """Apply and commit one partition batch. Raises OffsetConflict (nothing written)."""
+    return apply_batches(conn, handler, deployment, dlq_topic, [work])[0]
+
+
+def apply_batches(
+    conn: psycopg.Connection,
+    handler: Handler[Item],
+    deployment: str,
+    dlq_topic: str,
+    works: Sequence[PartitionWork[Item]],
+) -> list[Committed]:
+    """Apply and commit batches of distinct partitions (several only of one topic, for a
+    `mergeable` handler) in one transaction; a Committed per work, in order, the handler's
+    summary on the first. Raises OffsetConflict (nothing written) when any position moved."""
     with conn.transaction(), conn.cursor() as cur:
-        before = positions.lock(
-            cur, handler.group, work.topic, work.partition, work.expected_offset
-        )
-        box = outbox.Outbox(deployment, f"{work.topic}/{work.partition}", before.outbox_seq)
-        for poison in work.poison:
-            dlq.dead_letter(box, dlq_topic, poison)
-            handler.answer_poison(poison, box)
-        summary = (
-            handler.apply(cur, Batch(work.topic, work.partition, work.items, work.poison), box)
-            if work.items
-            else Summary()
-        )
-        outbox.write(cur, box)
-        after = positions.Position(work.last_offset + 1, box.seq)
-        positions.advance(cur, handler.group, work.topic, work.partition, before, after)
-    return Committed(after.next_offset, summary, len(work.poison), len(box))
+        # Locked in partition order: two transactions never wait on each other in a cycle.
+        before = {
+            (w.topic, w.partition): positions.lock(
+                cur, handler.group, w.topic, w.partition, w.expected_offset
+            )
+            for w in sorted(works, key=lambda w: (w.topic, w.partition))
+        }
+        boxes: list[Outbox] = []
+        for work in works:
+            tp = (work.topic, work.partition)
+            box = outbox.Outbox(deployment, f"{work.topic}/{work.partition}", before[tp].outbox_seq)
+            for poison in work.poison:
+                dlq.dead_letter(box, dlq_topic, poison)
+                handler.answer_poison(poison, box)
+            boxes.append(box)
+        first = works[0]
+        if len(works) == 1:
+            batch = Batch(first.topic, first.partition, first.items, first.poison)
+            sink = boxes[0]
+        else:
+            items = [item for w in works for item in w.items]
+            batch = Batch(first.topic, -1, items, [p for w in works for p in w.poison])
+            sink = MergedOutbox(
+                {(w.topic, w.partition): b for w, b in zip(works, boxes, strict=True)}
+            )
+        summary = handler.apply(cur, batch, sink) if batch.items else Summary()
+        done = []
+        for work, box in zip(works, boxes, strict=True):
+            tp = (work.topic, work.partition)
+            outbox.write(cur, box)
+            after = positions.Position(work.last_offset + 1, box.seq)
+            positions.advance(cur, handler.group, work.topic, work.partition, before[tp], after)
+            done.append(Committed(after.next_offset, Summary(), len(work.poison), len(box)))
+    done[0] = Committed(done[0].next_offset, summary, done[0].poison, done[0].outputs)
+    return done
 
 
 def dead_letter_alone(

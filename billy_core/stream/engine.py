@@ -22,7 +22,13 @@ process, which restarts from the last commit.
 
 Partitions are independent: one poll's partition transactions run side by side on pooled
 connections, so their commits (each an fsync) overlap instead of queueing. A partition is
-never in two transactions at once.
+never in two transactions at once. Small batches are the exception: when a poll is spread
+thin over many partitions of one topic (a steady load, not a backlog), a `mergeable`
+handler gets them in one transaction of up to `merge_records_max` records, so the fixed
+cost of a transaction (a dozen statements and a commit) is paid once, not per partition.
+If that transaction fails for any reason but a bug (an offset conflict, PostgreSQL trouble,
+a value it refuses), nothing of it was written and each partition is applied alone, with
+the failure routes above.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from billy_core.stream.apply_step import (
     Committed,
     PartitionWork,
     apply_batch,
+    apply_batches,
     dead_letter_alone,
 )
 from billy_core.stream.commit_kafka import KafkaCommitStep
@@ -152,7 +159,9 @@ class Engine(Generic[Item]):
     def process(self, messages: list[Message]) -> None:
         """Apply one poll's records: every partition in its own transaction, side by side."""
         work = [w for w in (self._prepare(tp, rs) for tp, rs in _group(messages, self.log)) if w]
-        outcomes = list(self._workers.map(self._apply, work))
+        units = self._merge(work)
+        work = [w for unit in units for w in unit]
+        outcomes = [o for done in self._workers.map(self._apply_unit, units) for o in done]
         if any(isinstance(o, Committed) and o.outputs for o, _ in outcomes):
             self._wake_relay()
         for w, (outcome, seconds) in zip(work, outcomes, strict=True):
@@ -227,6 +236,50 @@ class Engine(Generic[Item]):
             records[-1].timestamp_ms,
             list(zip(records, decoded, strict=True)),
         )
+
+    def _merge(self, work: list[PartitionWork[Item]]) -> list[list[PartitionWork[Item]]]:
+        """The poll's transactions: each partition alone, except small batches of one
+        topic of a `mergeable` handler, merged up to `merge_records_max` records."""
+        limit = self.settings.merge_records_max
+        units: list[list[PartitionWork[Item]]] = []
+        open_units: dict[str, tuple[list[PartitionWork[Item]], int]] = {}
+        for w in work:
+            size = len(w.items) + len(w.poison)
+            if size >= limit or not self.handler.mergeable(w.topic):
+                units.append([w])
+                continue
+            unit, total = open_units.get(w.topic, (None, 0))
+            if unit is not None and total + size <= limit:
+                unit.append(w)
+                open_units[w.topic] = (unit, total + size)
+            else:
+                units.append([w])
+                open_units[w.topic] = (units[-1], size)
+        return units
+
+    def _apply_unit(
+        self, works: list[PartitionWork[Item]]
+    ) -> list[tuple[Committed | BaseException, float]]:
+        """On a worker thread: one transaction for `works`, or, when a merged one fails
+        (nothing of it written), each partition alone (`_apply`)."""
+        if len(works) == 1:
+            return [self._apply(works[0])]
+        started = time.perf_counter()
+        try:
+            with self.pool.connection() as conn:
+                done = apply_batches(conn, self.handler, self.deployment, self.dlq_topic, works)
+        except Exception as exc:
+            failure = exc if isinstance(exc, OffsetConflict) else db.classify(exc)
+            if not isinstance(failure, OffsetConflict | TransientError | PermanentDatabaseError):
+                raise  # a bug or a broken invariant: the process stops
+            self.log.info(
+                "a merged transaction of %d partitions failed (%s); applying them one by one",
+                len(works),
+                failure,
+            )
+            return [self._apply(w) for w in works]
+        seconds = time.perf_counter() - started
+        return [(c, seconds) for c in done]
 
     def _apply(self, work: PartitionWork[Item]) -> tuple[Committed | BaseException, float]:
         """On a worker thread: (Committed, seconds), or the OffsetConflict / TransientError

@@ -15,6 +15,12 @@ so `apply` must give the same outcome for a record whatever batch it comes in).
 
 Poison never reaches `apply`: the engine dead-letters it. A handler that owes an answer
 even for poison (the admin topic does) implements `answer_poison`.
+
+A handler may let the engine apply small batches of several partitions of one topic in one
+transaction (`mergeable`): a poll spread thin over many partitions then costs one
+transaction, not one per partition. Its `apply` gets their items in one batch (each
+partition's in offset order) and a `MergedOutbox`, and sends every output through
+`outbox.at(record)` with the record the output belongs to (each partition keeps its shard).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ class Batch(Generic[Item]):
     """One partition's records of one poll, in offset order, as the handler sees them."""
 
     topic: str
-    partition: int
+    partition: int  # -1: several partitions of `topic`, merged (`Handler.mergeable`)
     items: Sequence[Item]
     poison: Sequence[Poison] = field(default_factory=tuple)
 
@@ -65,6 +71,11 @@ class Handler(Protocol[Item]):
 
     def apply(self, cur: psycopg.Cursor, batch: Batch[Item], outbox: Outbox) -> Summary:
         """Apply a batch inside the caller's transaction. No commit, no sleep, no network."""
+        ...
+
+    def mergeable(self, topic: str) -> bool:
+        """Whether batches of several of `topic`'s partitions may share a transaction
+        (then `apply` routes outputs with `outbox.at(record)`)."""
         ...
 
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:

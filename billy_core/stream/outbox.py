@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.types.json import Jsonb
 
-from billy_core.stream.record import Header
+from billy_core.stream.record import Header, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,39 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def at(self, record: Record) -> Outbox:
+        """The outbox of `record`'s input partition: this one, in a transaction of one
+        partition. A handler that lets the engine merge partitions (`Handler.mergeable`)
+        sends every output through `at` with the record it answers."""
+        return self
+
+
+class MergedOutbox(Outbox):
+    """The outboxes of a transaction that applies several partitions' batches: one per
+    partition (its shard and sequence), reached with `at(record)`."""
+
+    __slots__ = ("boxes",)
+
+    def __init__(self, boxes: dict[tuple[str, int], Outbox]) -> None:
+        super().__init__("", "", 0)
+        self.boxes = boxes
+
+    def at(self, record: Record) -> Outbox:
+        return self.boxes[(record.topic, record.partition)]
+
+    def add(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        event_id: str,
+        headers: Sequence[Header] = (),
+    ) -> None:
+        raise TypeError("a merged transaction's outputs go through at(record).add(...)")
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.boxes.values())
 
 
 # The relay LISTENs here; engines NOTIFY it (payload: the deployment) after committing rows.

@@ -37,6 +37,9 @@ class GatewayHandler:
             return Poison(record, "key: does not match the request's tenant/client_id")
         return request
 
+    def mergeable(self, topic: str) -> bool:
+        return False  # one partition per transaction (the gateway runs one worker anyway)
+
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
         """Nothing besides the DLQ copy: a request that cannot be read has no one to answer."""
 

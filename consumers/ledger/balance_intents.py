@@ -164,7 +164,7 @@ class Intents:
             body=dataclasses.asdict(body),
             currency=wallet.currency,
         )
-        self.outbox.add(
+        self.outbox.at(record).add(
             self.topics.balance_requests,
             request.key,
             encode_request(request),

@@ -93,6 +93,11 @@ class LedgerHandler:
             return balance_intents.decode_outcome_record(record)
         return decode(record, self.topics, self.tenants)
 
+    def mergeable(self, topic: str) -> bool:
+        """Commands topics: yes, every output is routed by its record (`_Batch`). Balance
+        events: no, their appliers write to the outbox they are given."""
+        return topic != self.topics.internal_events
+
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
         """A dead-lettered admin record is also answered on billy.admin.results (the billing
         team's tools wait there), under the id `dlq:<partition>:<offset>`. A tenant's poison
@@ -239,9 +244,12 @@ class _Batch:
 
     def __init__(self, topics: TopicNames, outbox: Outbox) -> None:
         self.topics = topics
-        self._out = outbox.add
+        # Every output goes to the outbox of the record it answers (`outbox.at`): a batch
+        # may hold several partitions' records (`LedgerHandler.mergeable`).
+        self.outbox = outbox
         self.writes = store.Writes()
-        self.changed: dict[tuple[str, str], None] = {}  # clients whose wallet changed, in order
+        # Clients whose wallet changed, in order, with the record that changed it last.
+        self.changed: dict[tuple[str, str], Record] = {}
         self.seen: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self.results = self.duplicates = 0
         self.by_kind: list[tuple[str, str]] = []
@@ -254,7 +262,7 @@ class _Batch:
         # prefix and its digest, in the key as in the result: every result fits the broker.
         client = shorten_id(d.command.client_id)
         key = f"{shorten_id(d.tenant)}/{client}" if d.admin else client
-        self._out(topic, key, result_bytes, event_id)
+        self.outbox.at(d.record).add(topic, key, result_bytes, event_id)
         self.results += 1
 
     def command(
@@ -310,7 +318,7 @@ class _Batch:
             self._publish_result(d, replayed, event_id)
             return
         if state.wallet is not None and state.wallet.version != version_before:
-            self.changed[(d.tenant, command.client_id)] = None
+            self.changed[(d.tenant, command.client_id)] = r
         if decision.pending:  # Balance-bound: an intent now, the result with its outcome
             if self.intents.enabled:
                 self.seen[id_key] = self.intents.add(d.tenant, r, command, state, self.writes)
@@ -398,7 +406,7 @@ class _Batch:
                 applied_at_ms=r.timestamp_ms,
                 refund_of=line.refund_of,
             )
-            self._out(
+            self.outbox.at(r).add(
                 self.topics.applied_services,
                 f"{d.tenant}/{command.client_id}",
                 encode_applied_service(record),
@@ -435,7 +443,7 @@ class _Batch:
         """The changed rows (new ones apart from loaded ones), and one snapshot per changed
         wallet per batch: the compacted topic keeps the last."""
         w = self.writes
-        for key in self.changed:
+        for key, changed_by in self.changed.items():
             state = states[key]
             wallet = _wallet(states, key)
             (w.new_wallets if state.new_wallet else w.changed_wallets).append(wallet)
@@ -456,7 +464,7 @@ class _Batch:
                 wallet_version=wallet.version,
                 updated_at_ms=self.now_ms,
             )
-            self._out(
+            self.outbox.at(changed_by).add(
                 self.topics.wallets,
                 f"{key[0]}/{key[1]}",
                 encode_wallet_snapshot(record),

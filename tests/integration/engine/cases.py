@@ -109,8 +109,13 @@ class ProbeHandler:
                 "INSERT INTO engine_probe (grp, id, n) VALUES (%s, %s, %s)",
                 (self.group, item.id, item.n),
             )
-            outbox.add("probe.out", item.id[:64], str(item.n).encode(), f"probe:{item.id[:64]}")
+            outbox.at(item.record).add(
+                "probe.out", item.id[:64], str(item.n).encode(), f"probe:{item.id[:64]}"
+            )
         return Summary(tuple(("probe", "ok") for _ in batch.items))
+
+    def mergeable(self, topic: str) -> bool:
+        return True  # the engine's contract holds with partitions merged into one transaction
 
     def answer_poison(self, poison: Poison, outbox: Outbox) -> None:
         self.answered.append(poison)

@@ -26,7 +26,7 @@ from billy_core.kafka.partitioner import java_partition
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.stream import Poison, Record, outbox, positions
-from billy_core.stream.apply_step import PartitionWork, apply_batch
+from billy_core.stream.apply_step import PartitionWork, apply_batch, apply_batches
 from tests.conftest import REPO
 from tests.integration.engine.cases import CASES, HandlerCase
 
@@ -163,6 +163,50 @@ def test_a_zombie_writes_nothing(case: HandlerCase, world: Settings) -> None:
             apply_batch(old, handler, deployment, dlq, PartitionWork(topic, 0, 1, 2, items[2:], ()))
         assert _effects(case, world) == before == 2
         assert positions.claim(new, handler.group, topic, 0).next_offset == 2
+    engine.pool.close()
+
+
+def test_small_batches_of_several_partitions_share_one_transaction(
+    case: HandlerCase, world: Settings
+) -> None:
+    """A merged transaction (`Handler.mergeable`) applies every partition's batch, keeps
+    each partition's outputs in its own shard and moves every position, all in one
+    transaction (one `now()`); when any position moved meanwhile, none of it is written."""
+    engine = case.build(world)
+    handler, topic = engine.handler, case.input_topic(TopicNames(world.topic_prefix))
+    assert handler.mergeable(topic)
+    deployment, dlq = world.topic_prefix, TopicNames(world.topic_prefix).dlq
+
+    def work(partition: int, first: int, expected: int) -> PartitionWork:  # type: ignore[type-arg]
+        records = [
+            Record(topic, partition, expected + j, 1_000, *case.good(first + j)) for j in range(2)
+        ]
+        return PartitionWork(
+            topic, partition, expected, expected + 1, [handler.decode(r) for r in records], ()
+        )
+
+    with psycopg.connect(world.database_url) as conn:
+        for p in range(3):
+            positions.claim(conn, handler.group, topic, p)
+        done = apply_batches(conn, handler, deployment, dlq, [work(p, 10 * p, 0) for p in range(3)])
+        assert [c.next_offset for c in done] == [2, 2, 2]
+        assert _effects(case, world) == 6
+        stamps = conn.execute(
+            "SELECT DISTINCT updated_at FROM consumer_offsets WHERE consumer_group = %s"
+            " AND topic = %s",
+            (handler.group, topic),
+        ).fetchall()
+        assert len(stamps) == 1  # one transaction moved all three positions
+        shards = conn.execute(
+            "SELECT DISTINCT shard FROM outbox WHERE deployment = %s", (deployment,)
+        ).fetchall()
+        assert sorted(s for (s,) in shards) == [f"{topic}/{p}" for p in range(3)]
+        # Partition 1 is believed at 0 but stands at 2: the whole merged batch is refused.
+        stale = [work(0, 100, 2), work(1, 110, 0), work(2, 120, 2)]
+        with pytest.raises(OffsetConflict):
+            apply_batches(conn, handler, deployment, dlq, stale)
+        assert _effects(case, world) == 6
+        assert _stored(world, handler.group, topic) == {0: 2, 1: 2, 2: 2}
     engine.pool.close()
 
 
