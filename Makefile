@@ -57,7 +57,7 @@ bench: venv up
 	$(VENV)/bin/python -m bench.run
 
 fault-long: venv up
-	BILLY_FAULT_PROFILE=long $(VENV)/bin/pytest -q tests/fault
+	BILLY_FAULT_PROFILE=long $(VENV)/bin/pytest -q --timeout 1800 tests/fault
 
 # The fuzz tier's long profile (>= 10,000 bad records; the short one runs in `make test`).
 fuzz-long: venv up
