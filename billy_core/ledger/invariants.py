@@ -71,18 +71,17 @@ def check_client(
     in one batch, and checking them all per command would be quadratic). None checks all,
     and only then the loaded open holds' total is compared with `held_minor`.
     """
-    key = state
     if state.tenant not in _SOUND_TENANTS:
         if not _TENANT.match(state.tenant or ""):
-            _fail("tenant must be a Kafka topic-name fragment", key)
+            _fail("tenant must be a Kafka topic-name fragment", state)
         _SOUND_TENANTS.add(state.tenant)
     wallet = state.wallet
     if wallet is None:
         if state.holds or state.charges or state.new_wallet:
-            _fail("holds, charges or new_wallet without a wallet", key)
+            _fail("holds, charges or new_wallet without a wallet", state)
         return
     if (wallet.tenant, wallet.client_id) != (state.tenant, state.client_id):
-        _fail("wallet belongs to another client", key)
+        _fail("wallet belongs to another client", state)
     if not (
         type(wallet.available_minor) is int
         and type(wallet.held_minor) is int
@@ -91,19 +90,19 @@ def check_client(
     ):  # the usual case is exact ints; anything else is judged field by field
         for name in ("available_minor", "held_minor", "version", "overdraft_limit_minor"):
             if not _is_int(getattr(wallet, name)):
-                _fail(f"wallet.{name} is not an int", key)
+                _fail(f"wallet.{name} is not an int", state)
     if wallet.overdraft_limit_minor < 0:
-        _fail("overdraft_limit_minor < 0", key)
+        _fail("overdraft_limit_minor < 0", state)
     if wallet.held_minor < 0:
-        _fail(f"held_minor {wallet.held_minor} < 0", key)
+        _fail(f"held_minor {wallet.held_minor} < 0", state)
     if wallet.available_minor < -wallet.overdraft_limit_minor:
         _fail(
             f"available_minor {wallet.available_minor} below the overdraft limit "
             f"{wallet.overdraft_limit_minor}",
-            key,
+            state,
         )
     if wallet.version < 0:
-        _fail("version < 0", key)
+        _fail("version < 0", state)
 
     open_total = 0
     holds = (
@@ -113,25 +112,25 @@ def check_client(
     )
     for hold_id, hold in holds:
         if hold.hold_id != hold_id:
-            _fail(f"hold {hold_id!r} stored under another id", key)
+            _fail(f"hold {hold_id!r} stored under another id", state)
         if hold.currency != wallet.currency:
-            _fail(f"hold {hold_id!r} currency differs from the wallet's", key)
+            _fail(f"hold {hold_id!r} currency differs from the wallet's", state)
         if not _is_int(hold.amount_minor) or hold.amount_minor <= 0:
-            _fail(f"hold {hold_id!r} amount must be a positive int", key)
+            _fail(f"hold {hold_id!r} amount must be a positive int", state)
         if hold.status not in HoldStatus.ALL:
-            _fail(f"hold {hold_id!r} has unknown status {hold.status!r}", key)
+            _fail(f"hold {hold_id!r} has unknown status {hold.status!r}", state)
         if not 0 <= hold.confirmed_minor <= hold.amount_minor:
-            _fail(f"hold {hold_id!r} confirmed_minor outside 0..amount", key)
+            _fail(f"hold {hold_id!r} confirmed_minor outside 0..amount", state)
         if hold.confirmed_minor and hold.status != HoldStatus.CONFIRMED:
-            _fail(f"hold {hold_id!r} has confirmed_minor but is {hold.status}", key)
+            _fail(f"hold {hold_id!r} has confirmed_minor but is {hold.status}", state)
         if hold.status == HoldStatus.CONFIRMED and hold.confirmed_minor == 0:
-            _fail(f"hold {hold_id!r} confirmed with nothing", key)
+            _fail(f"hold {hold_id!r} confirmed with nothing", state)
         if (hold.settled_by is None) != (hold.status == HoldStatus.OPEN):
-            _fail(f"hold {hold_id!r}: settled_by must be set exactly when settled", key)
+            _fail(f"hold {hold_id!r}: settled_by must be set exactly when settled", state)
         if hold.status == HoldStatus.OPEN:
             open_total += hold.amount_minor
     if hold_ids is None and open_total > wallet.held_minor:
-        _fail(f"loaded open holds total {open_total} > held_minor {wallet.held_minor}", key)
+        _fail(f"loaded open holds total {open_total} > held_minor {wallet.held_minor}", state)
 
     charges = (
         state.charges.items()
@@ -140,18 +139,18 @@ def check_client(
     )
     for command_id, charge in charges:
         if charge.command_id != command_id:
-            _fail(f"charge {command_id!r} stored under another id", key)
+            _fail(f"charge {command_id!r} stored under another id", state)
         if charge.currency != wallet.currency:
-            _fail(f"charge {command_id!r} currency differs from the wallet's", key)
+            _fail(f"charge {command_id!r} currency differs from the wallet's", state)
         if not _is_int(charge.amount_minor) or charge.amount_minor <= 0:
-            _fail(f"charge {command_id!r} amount must be a positive int", key)
+            _fail(f"charge {command_id!r} amount must be a positive int", state)
         if not 0 <= charge.refunded_minor <= charge.amount_minor:
-            _fail(f"charge {command_id!r} refunded_minor outside 0..amount", key)
+            _fail(f"charge {command_id!r} refunded_minor outside 0..amount", state)
 
     if hold_ids is None and not state.dirty_holds <= state.holds.keys():
-        _fail("dirty_holds names a hold that is not loaded", key)
+        _fail("dirty_holds names a hold that is not loaded", state)
     if charge_ids is None and not state.dirty_charges <= state.charges.keys():
-        _fail("dirty_charges names a charge that is not loaded", key)
+        _fail("dirty_charges names a charge that is not loaded", state)
 
 
 def check_held_matches(wallet: Wallet, open_hold_amounts_total: int) -> None:
@@ -201,16 +200,15 @@ def check_decision(
     come only with APPLIED. With `before_version`, the version grew by exactly 1 iff money moved.
     """
     check_transfers(decision.transfers)
-    key = after
     available_account = accounts.available(after.tenant, after.client_id)
     held_account = accounts.held(after.tenant, after.client_id)
     wallet_accounts = (available_account, held_account)
     available_minor, held_minor = before
     for t in decision.transfers:
         if t.source not in wallet_accounts and t.target not in wallet_accounts:
-            _fail(f"transfer does not touch this wallet: {t!r}", key)
+            _fail(f"transfer does not touch this wallet: {t!r}", after)
         if t.currency != after.currency:
-            _fail(f"transfer in {t.currency}, wallet in {after.currency}", key)
+            _fail(f"transfer in {t.currency}, wallet in {after.currency}", after)
         if t.source == available_account:
             available_minor -= t.amount_minor
         elif t.source == held_account:
@@ -223,21 +221,21 @@ def check_decision(
         _fail(
             f"transfers give (available, held) = ({available_minor}, {held_minor}), "
             f"wallet has ({after.available_minor}, {after.held_minor})",
-            key,
+            after,
         )
     if (decision.status == Status.APPLIED) != (decision.code == Code.OK):
-        _fail(f"status {decision.status} with code {decision.code}", key)
+        _fail(f"status {decision.status} with code {decision.code}", after)
     if decision.status == Status.REJECTED:
         if decision.transfers:
-            _fail(f"rejection {decision.code} moved money", key)
+            _fail(f"rejection {decision.code} moved money", after)
         if decision.applied:
-            _fail(f"rejection {decision.code} has applied-log lines", key)
+            _fail(f"rejection {decision.code} has applied-log lines", after)
     for line in decision.applied:
         if not _is_int(line.amount_minor) or line.amount_minor <= 0:
-            _fail(f"applied line amount must be a positive int: {line!r}", key)
+            _fail(f"applied line amount must be a positive int: {line!r}", after)
         if line.currency != after.currency:
-            _fail(f"applied line in {line.currency}, wallet in {after.currency}", key)
+            _fail(f"applied line in {line.currency}, wallet in {after.currency}", after)
     if before_version is not None:
         expected = before_version + (1 if decision.transfers else 0)
         if after.version != expected:
-            _fail(f"version {after.version}, expected {expected}", key)
+            _fail(f"version {after.version}, expected {expected}", after)
