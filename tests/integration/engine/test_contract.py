@@ -402,6 +402,61 @@ def test_a_record_postgresql_refuses_is_dead_lettered_alone_and_the_rest_apply(
     assert _probe(world, group) == 40
 
 
+def test_a_refused_record_in_a_merged_transaction_is_dead_lettered_alone(
+    world: Settings,
+) -> None:
+    """The same refusals spread over three partitions, each partition's batch small enough
+    to be merged with the others (`merge_records_max`): the merged transaction fails, nothing
+    of it is written, each partition is applied alone, each culprit dead-lettered alone, and
+    every other record applies once."""
+    import secrets
+
+    from tests.integration.engine.cases import PROBE_TABLE, probe_build, probe_record
+
+    topics = TopicNames(world.topic_prefix)
+    topic = topics.commands("autoru")
+    with psycopg.connect(world.database_url, autocommit=True) as conn:
+        conn.execute(PROBE_TABLE)
+    refused = [
+        probe_record("m-nul\x00id", 1),
+        probe_record("m-big-" + secrets.token_hex(4000), 1),
+        probe_record("m-negative", -1),
+    ]
+    per_partition = {p: [probe_record(f"m-good-{p}-{i}", i) for i in range(10)] for p in range(3)}
+    for p in range(3):
+        per_partition[p].insert(5, refused[p])
+    # All visible at once, so one poll holds the three partitions' batches.
+    producer = Producer(
+        {
+            **kafka_config.plain_producer(world, "engine-merged"),
+            "transactional.id": world.topic_prefix,
+        }
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for p, records in per_partition.items():
+        for key, value in records:
+            producer.produce(topic, key=key, value=value, partition=p)
+    producer.commit_transaction(30)
+    engine = probe_build(world, topic)
+    group = engine.handler.group
+    running = Running(engine)
+    try:
+        _wait(
+            lambda: _probe(world, group) == 30 and len(_outbox_dlq(world, topics)) == 3,
+            what="30 good records applied and 3 dead letters",
+        )
+        _wait(
+            lambda: _stored(world, group, topic) == {0: 11, 1: 11, 2: 11},
+            what="every position past its last record",
+        )
+    finally:
+        running.stop()
+    assert {p.record.partition for p in engine.handler.answered} == {0, 1, 2}
+    time.sleep(1.0)  # anything applied twice would show now
+    assert _probe(world, group) == 30
+
+
 def _probe(settings: Settings, group: str) -> int:
     from tests.integration.engine.cases import probe_effects
 
