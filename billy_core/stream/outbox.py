@@ -87,13 +87,22 @@ class MergedOutbox(Outbox):
 
 # The relay LISTENs here; engines NOTIFY it (payload: the deployment) after committing rows.
 NOTIFY_CHANNEL = "billy_outbox"
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 
 
 def notify(conn: psycopg.Connection, deployment: str) -> None:
-    """Wake the relays: rows were committed. Commits (a transaction that writes nothing, so
-    no WAL flush); the relays of every deployment on this database hear it and look."""
-    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, deployment))
-    conn.commit()
+    """Wake the relays: rows were committed. One round trip: the statement alone, in its
+    own implicit transaction (autocommit; it writes nothing, so no WAL flush); the relays of
+    every deployment on this database hear it and look."""
+    if conn.autocommit:
+        conn.execute(_NOTIFY, (NOTIFY_CHANNEL, deployment))
+        return
+    conn.autocommit = True
+    try:
+        conn.execute(_NOTIFY, (NOTIFY_CHANNEL, deployment))
+    finally:
+        if not conn.closed:  # a broken connection leaves the pool anyway
+            conn.autocommit = False
 
 
 def encode_headers(headers: Sequence[Header]) -> Jsonb | None:
@@ -117,39 +126,56 @@ def decode_headers(stored: object) -> list[Header]:
     return [(str(n), None if v is None else base64.b64decode(v)) for n, v in stored]
 
 
-def write(cur: psycopg.Cursor, outbox: Outbox) -> None:
-    """Write the batch's records; part of the caller's transaction (nothing commits here).
-    One record is a row of its own; more go packed into one row (`pack`), whose seq is that
-    of the last: a row per command output cost PostgreSQL an insert, an index entry and a
-    delete each."""
-    if not outbox.records:
-        return
-    if len(outbox.records) == 1:
-        ((seq, r),) = outbox.records
-        cur.execute(
-            "INSERT INTO outbox (deployment, shard, seq, topic, key, value, event_id, headers)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                outbox.deployment,
-                outbox.shard,
-                seq,
-                r.topic,
-                r.key,
-                r.value,
-                r.event_id,
-                encode_headers(r.headers),
-            ),
+_INSERT = (
+    "INSERT INTO outbox"
+    " (deployment, shard, seq, topic, key, value, event_id, headers, batch, records)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def write(cur: psycopg.Cursor, *outboxes: Outbox) -> None:
+    """Write the batches' records, a row per outbox; part of the caller's transaction
+    (nothing commits here). One record is a row of its own; more go packed into one row
+    (`pack`), whose seq is that of the last: a row per command output cost PostgreSQL an
+    insert, an index entry and a delete each. Several outboxes (a merged transaction) go in
+    one round trip (psycopg pipelines `executemany`)."""
+    rows = [_row(box) for box in outboxes if box.records]
+    if len(rows) == 1:
+        cur.execute(_INSERT, rows[0])
+    elif rows:
+        cur.executemany(_INSERT, rows)
+
+
+def _row(outbox: Outbox) -> tuple[object, ...]:
+    """The INSERT's values: a record's columns, or a packed batch and its record count."""
+    box, records = outbox, outbox.records
+    if len(records) == 1:
+        ((seq, r),) = records
+        headers = encode_headers(r.headers)
+        return (
+            box.deployment,
+            box.shard,
+            seq,
+            r.topic,
+            r.key,
+            r.value,
+            r.event_id,
+            headers,
+            None,
+            1,
         )
-        return
-    cur.execute(
-        "INSERT INTO outbox (deployment, shard, seq, batch, records) VALUES (%s, %s, %s, %s, %s)",
-        (
-            outbox.deployment,
-            outbox.shard,
-            outbox.records[-1][0],
-            pack([r for _, r in outbox.records]),
-            len(outbox.records),
-        ),
+    packed = pack([r for _, r in records])
+    return (
+        box.deployment,
+        box.shard,
+        records[-1][0],
+        None,
+        None,
+        None,
+        None,
+        None,
+        packed,
+        len(records),
     )
 
 

@@ -12,6 +12,7 @@ partition paused by a flood applies or dead-letters every record up to there and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -23,8 +24,10 @@ __all__ = [
     "OffsetConflict",
     "Position",
     "advance",
+    "advance_all",
     "claim",
     "lock",
+    "lock_all",
     "request_resume",
     "resume_requests",
 ]
@@ -58,40 +61,66 @@ def claim(conn: psycopg.Connection, group: str, topic: str, partition: int) -> P
 
 def lock(cur: psycopg.Cursor, group: str, topic: str, partition: int, expected: int) -> Position:
     """Lock the partition's row; raise OffsetConflict unless it still says `expected`."""
+    return lock_all(cur, group, [(topic, partition, expected)])[(topic, partition)]
+
+
+def lock_all(
+    cur: psycopg.Cursor, group: str, expected: Sequence[tuple[str, int, int]]
+) -> dict[tuple[str, int], Position]:
+    """Lock the rows of several partitions, each (topic, partition, expected offset), in one
+    statement; raise OffsetConflict unless every one still says what was expected. Rows
+    are locked in (topic, partition) order (ORDER BY runs before FOR UPDATE), so two
+    transactions never wait on each other in a cycle."""
     cur.execute(
-        "SELECT next_offset, outbox_seq FROM consumer_offsets"
-        " WHERE consumer_group = %s AND topic = %s AND partition = %s FOR UPDATE",
-        (group, topic, partition),
+        "SELECT c.topic, c.partition, c.next_offset, c.outbox_seq FROM consumer_offsets c"
+        " JOIN unnest(%b::text[], %b::int[]) AS k(topic, partition)"
+        " ON c.topic = k.topic AND c.partition = k.partition"
+        " WHERE c.consumer_group = %b ORDER BY c.topic, c.partition FOR UPDATE OF c",
+        ([t for t, _, _ in expected], [p for _, p, _ in expected], group),
     )
-    row = cur.fetchone()
-    if row is None or row[0] != expected:
-        raise OffsetConflict(
-            f"{topic}/{partition}: stored offset is {row and row[0]}, this consumer expected"
-            f" {expected}"
-        )
-    return Position(row[0], row[1])
+    found = {(str(t), int(p)): Position(o, s) for t, p, o, s in cur.fetchall()}
+    for topic, partition, offset in expected:
+        at = found.get((topic, partition))
+        if at is None or at.next_offset != offset:
+            raise OffsetConflict(
+                f"{topic}/{partition}: stored offset is {at and at.next_offset}, this consumer"
+                f" expected {offset}"
+            )
+    return found
 
 
 def advance(
     cur: psycopg.Cursor, group: str, topic: str, partition: int, before: Position, after: Position
 ) -> None:
     """The compare-and-set that commits a batch: it only moves from where it was locked."""
+    advance_all(cur, group, [(topic, partition, before, after)])
+
+
+def advance_all(
+    cur: psycopg.Cursor, group: str, moves: Sequence[tuple[str, int, Position, Position]]
+) -> None:
+    """`advance` for several partitions, each (topic, partition, before, after), in one
+    statement: every row moves from where it was locked, or OffsetConflict."""
     cur.execute(
-        "UPDATE consumer_offsets SET next_offset = %s, outbox_seq = %s, updated_at = now()"
-        " WHERE consumer_group = %s AND topic = %s AND partition = %s"
-        " AND next_offset = %s AND outbox_seq = %s",
+        "UPDATE consumer_offsets c SET next_offset = m.next_offset,"
+        " outbox_seq = m.outbox_seq, updated_at = now()"
+        " FROM unnest(%b::text[], %b::int[], %b::bigint[], %b::bigint[], %b::bigint[],"
+        " %b::bigint[]) AS m(topic, partition, next_offset, outbox_seq, was_offset, was_seq)"
+        " WHERE c.consumer_group = %b AND c.topic = m.topic AND c.partition = m.partition"
+        " AND c.next_offset = m.was_offset AND c.outbox_seq = m.was_seq",
         (
-            after.next_offset,
-            after.outbox_seq,
+            [m[0] for m in moves],
+            [m[1] for m in moves],
+            [m[3].next_offset for m in moves],
+            [m[3].outbox_seq for m in moves],
+            [m[2].next_offset for m in moves],
+            [m[2].outbox_seq for m in moves],
             group,
-            topic,
-            partition,
-            before.next_offset,
-            before.outbox_seq,
         ),
     )
-    if cur.rowcount != 1:
-        raise OffsetConflict(f"{topic}/{partition}: stored offset moved during the batch")
+    if cur.rowcount != len(moves):
+        where = ", ".join(f"{t}/{p}" for t, p, _, _ in moves)
+        raise OffsetConflict(f"{where}: a stored offset moved during the batch")
 
 
 def request_resume(

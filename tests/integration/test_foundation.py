@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import psycopg
@@ -11,13 +12,14 @@ from alembic.migration import MigrationContext
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import create_engine, inspect
 
+from billy_core import db
 from billy_core.codec import decode_command
 from billy_core.commands import Charge
 from billy_core.kafka import config as kafka_config
 from billy_core.settings import Settings
 from billy_core.store import migrate
 from billy_core.store.tables import metadata
-from billy_core.stream import positions
+from billy_core.stream import outbox, positions
 from tests.integration.kafka_io import Reader, Sender, cmd
 
 pytestmark = pytest.mark.integration
@@ -54,6 +56,93 @@ def test_store_claims_and_advances_offsets(database_url):
         with pytest.raises(positions.OffsetConflict):
             with conn.transaction(), conn.cursor() as cur:
                 positions.lock(cur, "g", "billy.autoru.commands", 3, 0)
+
+
+def test_store_locks_and_advances_several_partitions_in_one_statement_each(database_url):
+    topic = f"billy.t{uuid.uuid4().hex[:6]}.commands"
+    with psycopg.connect(database_url) as conn:
+        for partition in (0, 1, 2):
+            positions.claim(conn, "g", topic, partition)
+        with conn.transaction(), conn.cursor() as cur:
+            before = positions.lock_all(cur, "g", [(topic, 2, 0), (topic, 0, 0), (topic, 1, 0)])
+            assert before == {(topic, p): positions.Position(0, 0) for p in (0, 1, 2)}
+            positions.advance_all(
+                cur,
+                "g",
+                [
+                    (topic, 0, before[(topic, 0)], positions.Position(10, 3)),
+                    (topic, 2, before[(topic, 2)], positions.Position(5, 1)),
+                ],
+            )
+        assert positions.claim(conn, "g", topic, 0) == positions.Position(10, 3)
+        assert positions.claim(conn, "g", topic, 1) == positions.Position(0, 0)
+        assert positions.claim(conn, "g", topic, 2) == positions.Position(5, 1)
+        # One partition that moved refuses the whole lock; nothing is written.
+        with pytest.raises(positions.OffsetConflict, match=f"{topic}/2: stored offset is 5"):
+            with conn.transaction(), conn.cursor() as cur:
+                positions.lock_all(cur, "g", [(topic, 0, 10), (topic, 2, 0)])
+        # A compare-and-set with one stale base moves no partition.
+        with pytest.raises(positions.OffsetConflict, match="moved during the batch"):
+            with conn.transaction(), conn.cursor() as cur:
+                stale = positions.Position(0, 0)
+                positions.advance_all(
+                    cur,
+                    "g",
+                    [
+                        (topic, 0, positions.Position(10, 3), positions.Position(11, 4)),
+                        (topic, 2, stale, positions.Position(6, 2)),
+                    ],
+                )
+        assert positions.claim(conn, "g", topic, 0) == positions.Position(10, 3)
+        assert positions.claim(conn, "g", topic, 2) == positions.Position(5, 1)
+        # A partition never claimed has no row: a conflict, not a silent start.
+        with pytest.raises(positions.OffsetConflict, match=f"{topic}/7: stored offset is None"):
+            with conn.transaction(), conn.cursor() as cur:
+                positions.lock_all(cur, "g", [(topic, 7, 0)])
+
+
+def test_outboxes_of_a_merged_transaction_are_written_in_one_call(database_url):
+    deployment = f"d{uuid.uuid4().hex[:8]}"
+    one = outbox.Outbox(deployment, "t/0", 4)
+    one.add("t.results", "client-1", b"v1", "e1", [("h", b"x")])
+    many = outbox.Outbox(deployment, "t/1", 0)
+    for i in range(3):
+        many.add("t.results", f"client-{i}", b"v", f"m{i}")
+    empty = outbox.Outbox(deployment, "t/2", 9)
+    with psycopg.connect(database_url) as conn:
+        with conn.transaction(), conn.cursor() as cur:
+            outbox.write(cur, one, many, empty)
+        rows = conn.execute(
+            "SELECT shard, seq, topic, event_id, headers, batch IS NOT NULL, records FROM outbox"
+            " WHERE deployment = %s ORDER BY shard",
+            (deployment,),
+        ).fetchall()
+    assert [r[:4] + r[5:] for r in rows] == [
+        ("t/0", 5, "t.results", "e1", False, 1),
+        ("t/1", 3, None, None, True, 3),
+    ]
+    assert outbox.decode_headers(rows[0][4]) == [("h", b"x")]
+
+
+def test_the_pool_hands_out_a_live_connection_after_its_backend_was_killed(database_url):
+    pool = db.pool(database_url, size=1, name="check-test")
+    pool.open(wait=True)
+    try:
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the server's FATAL reaches the idle socket
+            with pool.connection() as conn:
+                if conn.info.backend_pid != pid:
+                    assert conn.execute("SELECT 1").fetchone() == (1,)
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the pool kept handing out the killed connection")
+    finally:
+        pool.close()
 
 
 def test_migrations_go_up_and_down_and_match_the_tables(stack):
