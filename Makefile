@@ -39,7 +39,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 # The check gate: nothing lands unless it is green (.ci/run runs it before the tests).
-SHELL_SCRIPTS := deploy/stack.sh .ci/run bench/compare.sh bench/pgledger.sh
+SHELL_SCRIPTS := deploy/stack.sh .ci/run bench/compare.sh bench/pgledger.sh bench/broker_gc.sh
 
 check: venv
 	$(VENV)/bin/ruff check .
