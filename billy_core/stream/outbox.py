@@ -1,6 +1,6 @@
 """The outbox: output records written in the same transaction as the state they describe.
 
-A partition batch appends records to an `Outbox`; the engine writes them (COPY) just before
+A partition batch appends records to an `Outbox`; the engine writes them (`write`) just before
 the position compare-and-set, so a batch's outputs exist exactly when its effects do. The
 relay publishes them to Kafka in order of `seq` per shard (one shard per input partition).
 
