@@ -82,10 +82,10 @@ def pool(
 def _check(conn: psycopg.Connection) -> None:
     """The pool's check of a connection it hands out, without a round trip when it can: the
     socket of an idle connection has nothing to read unless the server said something, and
-    what a server says to an idle client is that it is going away (a FATAL at shutdown, end
-    of file when its backend was killed). Only then is the server asked (`check_connection`
-    raises for a dead connection, and the pool tries another). The round trip this saves
-    was one per transaction."""
+    what a server says to an idle client is mostly that it is going away (a FATAL at
+    shutdown, end of file when its backend was killed). Whenever there is anything to read,
+    the server is asked (`check_connection` raises for a dead connection, and the pool
+    tries another). The round trip this saves was one per transaction."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
     try:
