@@ -119,19 +119,19 @@ def apply_batches(
             )
         summary = handler.apply(cur, batch, sink) if batch.items else Summary()
         outbox.write(cur, *boxes)
-        moves = [
-            (
-                w.topic,
-                w.partition,
-                before[(w.topic, w.partition)],
-                positions.Position(w.last_offset + 1, box.seq),
-            )
-            for w, box in zip(works, boxes, strict=True)
-        ]
-        positions.advance_all(cur, handler.group, moves)
+        pairs = list(zip(works, boxes, strict=True))
+        ends = [positions.Position(w.last_offset + 1, box.seq) for w, box in pairs]
+        positions.advance_all(
+            cur,
+            handler.group,
+            [
+                (w.topic, w.partition, before[(w.topic, w.partition)], end)
+                for w, end in zip(works, ends, strict=True)
+            ],
+        )
         done = [
-            Committed(after.next_offset, Summary(), len(w.poison), len(box))
-            for w, box, (_, _, _, after) in zip(works, boxes, moves, strict=True)
+            Committed(end.next_offset, Summary(), len(w.poison), len(box))
+            for (w, box), end in zip(pairs, ends, strict=True)
         ]
     done[0] = Committed(done[0].next_offset, summary, done[0].poison, done[0].outputs)
     return done

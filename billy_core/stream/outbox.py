@@ -87,21 +87,18 @@ class MergedOutbox(Outbox):
 
 # The relay LISTENs here; engines NOTIFY it (payload: the deployment) after committing rows.
 NOTIFY_CHANNEL = "billy_outbox"
-_NOTIFY = "SELECT pg_notify(%s, %s)"
 
 
 def notify(conn: psycopg.Connection, deployment: str) -> None:
     """Wake the relays: rows were committed. One round trip: the statement alone, in its
     own implicit transaction (autocommit; it writes nothing, so no WAL flush); the relays of
     every deployment on this database hear it and look."""
-    if conn.autocommit:
-        conn.execute(_NOTIFY, (NOTIFY_CHANNEL, deployment))
-        return
+    was = conn.autocommit
     conn.autocommit = True
     try:
-        conn.execute(_NOTIFY, (NOTIFY_CHANNEL, deployment))
+        conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, deployment))
     finally:
-        if not conn.closed:  # a broken connection leaves the pool anyway
+        if not was and not conn.closed:  # a broken connection leaves the pool anyway
             conn.autocommit = False
 
 
