@@ -86,10 +86,13 @@ class PacedProducer:
         if self.producer.flush(60) != 0 or self.failed:
             raise RuntimeError("warm-up records not delivered")
 
-    def send(self, commands: Sequence[Encoded], rate: float) -> list[float]:
+    def send(self, commands: Sequence[Encoded], rate: float, wait: bool = False) -> list[float]:
         """Produce at `rate` commands/s; return each command's send time (also its record
         timestamp, in ms). Falls behind only if this producer cannot keep up; the caller
-        reports the rate reached."""
+        reports the rate reached. `wait`: flush after each command, as the SDK's
+        `send(..., wait=True)` does (producers/client.py): librdkafka then sends at once
+        instead of lingering `linger.ms` for more records (a service that waits for its
+        command to be durable; meant for low rates, one produce request per command)."""
         producer, n = self.producer, len(commands)
         sent = [0.0] * n
         start = time.time()
@@ -107,6 +110,8 @@ class PacedProducer:
                 )
                 sent[i] = ts
                 i += 1
+                if wait and producer.flush(60) != 0:
+                    raise RuntimeError("paced send: a command not delivered within 60 s")
             producer.poll(0)
             wait = start + i / rate - time.time()
             if wait > 0:

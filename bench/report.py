@@ -113,6 +113,7 @@ def table(data: dict) -> str:
             f"Latency, {title} ({lat['clients']} client(s)): target {lat['target_rate']:.0f}/s,"
             f" offered {lat['offered_rate']}/s, results {lat['reached_rate']}/s,"
             f" all answered: {lat['complete']}"
+            + (", each sent as send(wait=True) sends it" if lat.get("sent_with_wait") else "")
         )
         add(
             f"  command -> result readable: p50 {e['p50']} ms, p95 {e['p95']} ms,"

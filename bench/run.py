@@ -46,10 +46,10 @@ def _throughput_run(stack, label, env, clients, commands, p, log_dir, profile=No
     return figures
 
 
-def _latency_run(stack, label, clients, p, seed, log_dir) -> dict:
+def _latency_run(stack, label, clients, p, seed, log_dir, wait=False) -> dict:
     commands = workload.mix(clients, int(p["rate"] * p["seconds"]) + WARMUP, seed)
     with Billy(stack, label, clients, {}, p["partitions"], log_dir) as billy:
-        figures = latency(billy, commands[WARMUP:], commands[:WARMUP], p["rate"])
+        figures = latency(billy, commands[WARMUP:], commands[:WARMUP], p["rate"], wait)
     figures["clients"] = len(clients)
     figures["ledger_peak_rss_mib"] = _mib(billy)
     figures["relay_peak_rss_mib"] = _mib(billy, "relay")
@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         help="throughput of the batched ledger only (the one-transaction-per-command runs take"
         " minutes at ~200 commands/s)",
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="latency runs send each command as the SDK's send(wait=True) does: flushed at"
+        " once, not lingering linger.ms (for a low --rate: one produce request per command)",
+    )
     for name in ("clients", "commands", "rounds", "rate", "seconds", "partitions"):
         parser.add_argument(f"--{name}", type=int, help=f"override the profile's {name}")
     args = parser.parse_args(argv)
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "size": "quick" if args.quick else "full",
-        "parameters": p,
+        "parameters": {**p, "wait": args.wait},
         "git": report.git(),
         "machine": report.machine(),
         "postgres": stack.server_facts(),
@@ -251,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
             "latency: %d cmd/s for %d s over %d clients", p["rate"], p["seconds"], len(clients)
         )
         data["latency_spread"] = _attempt(
-            data, "latency spread", lambda: _latency_run(stack, "latency", clients, p, 2, log_dir)
+            data,
+            "latency spread",
+            lambda: _latency_run(stack, "latency", clients, p, 2, log_dir, args.wait),
         )
         log.info("  -> %s", data["latency_spread"]["e2e_ms"])
         log.info("latency: %d cmd/s for %d s, one hot wallet", p["rate"], p["seconds"])
         data["latency_hot"] = _attempt(
-            data, "latency hot", lambda: _latency_run(stack, "hot", ["hot-client"], p, 3, log_dir)
+            data,
+            "latency hot",
+            lambda: _latency_run(stack, "hot", ["hot-client"], p, 3, log_dir, args.wait),
         )
         log.info("  -> %s", data["latency_hot"]["e2e_ms"])
 

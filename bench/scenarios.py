@@ -238,11 +238,16 @@ def throughput(billy: Billy, commands: list[workload.Encoded], profile: Path | N
 
 
 def latency(
-    billy: Billy, commands: list[workload.Encoded], warmup: list[workload.Encoded], rate: float
+    billy: Billy,
+    commands: list[workload.Encoded],
+    warmup: list[workload.Encoded],
+    rate: float,
+    wait: bool = False,
 ) -> dict:
     """Commands produced at a steady `rate`; per command, send time → time its result is read
     here (read_committed). Also split at the ledger's processed_at (batch start) time. The
-    `warmup` commands go first, through the same producer, and are not measured."""
+    `warmup` commands go first, through the same producer, and are not measured. `wait`:
+    each command sent as the SDK's `send(wait=True)` sends it (`PacedProducer.send`)."""
     s, topics = billy.settings, billy.world.topics
     collector = kafkaio.ResultCollector(s, topics.results(TENANT))
     try:
@@ -252,7 +257,7 @@ def latency(
             raise TimeoutError("warm-up results not read")
         meter = CpuMeter({"ledger": billy.pids("ledger"), "relay": billy.pids("relay")})
         meter.start()
-        sent = producer.send(commands, rate)
+        sent = producer.send(commands, rate, wait)
         send_end = time.time()
         ids = {c.command_id for c in commands}
         complete = _wait_for_ids(collector, ids, len(warmup), timeout_s=120)
@@ -280,6 +285,7 @@ def latency(
     # last result; equals the offered rate when billy keeps up.
     return {
         "target_rate": rate,
+        "sent_with_wait": wait,
         "commands": n,
         "offered_rate": round((n - 1) / offered_s, 1) if offered_s > 0 else None,
         "send_s": round(send_end - sent[0], 2),
