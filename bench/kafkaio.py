@@ -113,9 +113,9 @@ class PacedProducer:
                 if wait and producer.flush(60) != 0:
                     raise RuntimeError("paced send: a command not delivered within 60 s")
             producer.poll(0)
-            wait = start + i / rate - time.time()
-            if wait > 0:
-                time.sleep(wait)
+            pause = start + i / rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
         if producer.flush(120) != 0 or self.failed:
             raise RuntimeError(f"paced send: {len(self.failed)} delivery failures")
         return sent
