@@ -124,6 +124,14 @@ def table(data: dict) -> str:
             f" ledger batch -> readable p50 {lat['ledger_batch_to_read_ms']['p50']} ms;"
             f" machine busy {lat['cpu_s']['machine_busy_pct']}%"
         )
+    waited, lingered = data.get("idle_wait"), data.get("idle_linger")
+    if waited and lingered:
+        w, n = waited["e2e_ms"], lingered["e2e_ms"]
+        add(
+            f"One command on an idle billy ({waited['target_rate']:.0f}/s, command -> result"
+            f" readable): sent as send(wait=True) sends it p50 {w['p50']} ms, p99 {w['p99']} ms;"
+            f" with the SDK's default linger p50 {n['p50']} ms, p99 {n['p99']} ms"
+        )
     mem = data.get("memory_mib", {}).get("ledger_peak_rss_by_scenario")
     if mem:
         add("Ledger peak RSS (VmHWM, MiB): " + ", ".join(f"{k} {v}" for k, v in mem.items()))
@@ -150,7 +158,7 @@ def table(data: dict) -> str:
     ]
     notes += [
         f"{k}: {data[k]['foreign']} foreign results"
-        for k in ("latency_spread", "latency_hot")
+        for k in ("latency_spread", "latency_hot", "idle_wait", "idle_linger")
         if data.get(k, {}).get("foreign")
     ]
     for n in notes:

@@ -4,7 +4,9 @@ Every scenario gets a fresh database and topic prefix, billy's ledger and relay 
 processes, and clients registered and funded before the clock starts. Throughput rounds
 alternate the batched ledger (as configured) with the one-transaction-per-command loop
 (BILLY_BATCH_SIZE_MAX=1), flipping the order each round; then latency at a fixed offered
-load, clients spread and one hot wallet. Prints a table; writes .state/bench/*.json.
+load, clients spread and one hot wallet; then one command at a time on an idle billy (sent
+as the SDK's `send(wait=True)` sends it, and with its default lingering producer). Prints a
+table; writes .state/bench/*.json.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PROFILES = {
 }
 PLAIN_ENV = {"BILLY_BATCH_SIZE_MAX": "1"}
 WARMUP = 200  # commands sent and answered before a latency run's clock starts
+IDLE_RATE, IDLE_SECONDS = 5, 12  # one command every 200 ms: each finds billy idle
 
 
 def _mib(billy: Billy, role: str = "ledger") -> float | None:
@@ -99,7 +102,7 @@ def security_stacks(spec: str, base: Settings, stack: Stack) -> dict[str, Stack]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke version (~2 min)")
-    parser.add_argument("--only", choices=["throughput", "latency"], help="one part only")
+    parser.add_argument("--only", choices=["throughput", "latency", "idle"], help="one part only")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -270,6 +273,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.info("  -> %s", data["latency_hot"]["e2e_ms"])
 
+    if args.only in (None, "idle"):
+        # One command at a time on an idle billy (issue 12's "one command" figure): sent as
+        # the SDK's send(wait=True) sends it, then with the SDK's default lingering producer.
+        idle = {**p, "rate": IDLE_RATE, "seconds": IDLE_SECONDS}
+        for key, wait in (("idle_wait", True), ("idle_linger", False)):
+            log.info("idle: %d cmd/s for %d s, wait=%s", IDLE_RATE, IDLE_SECONDS, wait)
+            data[key] = _attempt(
+                data,
+                key,
+                lambda wait=wait: _latency_run(
+                    stack, "idle", clients[:100], idle, 4, log_dir, wait
+                ),
+            )
+            log.info("  -> %s", data[key]["e2e_ms"])
+
     data["memory_mib"] = {
         "ledger_peak_rss_by_scenario": {
             **{
@@ -282,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             **{
                 k: data[k]["ledger_peak_rss_mib"]
-                for k in ("latency_spread", "latency_hot")
+                for k in ("latency_spread", "latency_hot", "idle_wait", "idle_linger")
                 if k in data
             },
         },
