@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.info("  -> %s", data["latency_hot"]["e2e_ms"])
 
-    if args.only in (None, "idle"):
+    if args.only == "idle" or (args.only is None and not args.quick):
         # One command at a time on an idle billy (issue 12's "one command" figure): sent as
         # the SDK's send(wait=True) sends it, then with the SDK's default lingering producer.
         idle = {**p, "rate": IDLE_RATE, "seconds": IDLE_SECONDS}
