@@ -28,7 +28,7 @@ for setting in "$@"; do
     parallel) heap="-Xms768m -Xmx768m -Xmn384m" gc="-XX:+UseParallelGC" ;;
     *) echo "unknown setting $setting (g1-small, g1, g1-50, parallel)" >&2; exit 2 ;;
   esac
-  restart "$heap -XX:MetaspaceSize=128m" "$gc"
+  restart "$heap" "$gc"
   "$python" -m bench.run --only throughput --no-plain --rounds 1 >/dev/null 2>&1
   "$python" -m bench.run --only latency --rounds 1 "${extra[@]}" >/dev/null 2>&1
   log="$logs/$setting-$(date +%H%M%S).log"

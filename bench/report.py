@@ -13,6 +13,8 @@ from pathlib import Path
 from bench.roles import REPO
 
 OUT_DIR = REPO / ".state" / "bench"
+# Every run of commands at a fixed rate a bench.run result may hold (bench.scenarios.latency).
+LATENCY_RUNS = ("latency_spread", "latency_hot", "idle_wait", "idle_linger")
 
 
 def machine() -> dict:
@@ -158,7 +160,7 @@ def table(data: dict) -> str:
     ]
     notes += [
         f"{k}: {data[k]['foreign']} foreign results"
-        for k in ("latency_spread", "latency_hot", "idle_wait", "idle_linger")
+        for k in LATENCY_RUNS
         if data.get(k, {}).get("foreign")
     ]
     for n in notes:

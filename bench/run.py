@@ -298,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"throughput_plain_{i + 1}": r["ledger_peak_rss_mib"]
                 for i, r in enumerate(data.get("throughput", {}).get("plain", []))
             },
-            **{
-                k: data[k]["ledger_peak_rss_mib"]
-                for k in ("latency_spread", "latency_hot", "idle_wait", "idle_linger")
-                if k in data
-            },
+            **{k: data[k]["ledger_peak_rss_mib"] for k in report.LATENCY_RUNS if k in data},
         },
     }
     if args.profile:

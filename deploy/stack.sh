@@ -68,12 +68,14 @@ KAFKA_VERSION="${BILLY_KAFKA_VERSION:-}"   # empty: the version pinned in pom.xm
 # (87-190 ms). This: 17-26 pauses, at most 77-102 ms, hot p99 44-78 ms (bench/README.md,
 # issue 12). The price: a full collection (a few hundred ms) when the old generation fills,
 # ~20 minutes into a sustained load of that rate; G1 collects it concurrently instead.
-# MetaspaceSize: the parallel collector also makes a full collection whenever the broker's
-# loaded classes pass the metaspace threshold, first at ~21 MiB; a broker in use holds ~60,
-# so a young one stopped for 0.6 s at a time (a hot wallet's p99 745 ms). 128 MiB is only
-# the first threshold, not memory taken (Kafka's own docs suggest 96m).
-KAFKA_HEAP="${BILLY_KAFKA_HEAP:--Xms768m -Xmx768m -Xmn384m -XX:MetaspaceSize=128m}"
+KAFKA_HEAP="${BILLY_KAFKA_HEAP:--Xms768m -Xmx768m -Xmn384m}"
 KAFKA_GC="${BILLY_KAFKA_GC:--XX:+UseParallelGC}"
+# Always, whatever the heap and collector: the parallel collector makes a full collection
+# whenever the broker's loaded classes pass the metaspace threshold, first at ~21 MiB; a
+# broker in use holds ~60, so a young one stopped for 0.6 s at a time (a hot wallet's p99
+# 745 ms, bench/README.md). 128 MiB is only the first threshold, not memory taken (Kafka's
+# own recommended flags set 96m).
+KAFKA_METASPACE="-XX:MetaspaceSize=128m"
 # broker.session.timeout.ms: 30 s keeps two busy cores from fencing the broker, but it
 # is also how long a restart after SIGKILL waits (DUPLICATE_BROKER_REGISTRATION until
 # the dead incarnation's session expires). Fault tests may lower it.
@@ -590,7 +592,7 @@ kafka_up() {
   [[ -f "$KAFKA_LOGS/server.log" ]] && KAFKA_LOG_START=$(wc -l <"$KAFKA_LOGS/server.log")
   printf '==== %s starting kafka.Kafka\n' "$(date -Is)" >>"$KAFKA_LOGS/kafka.out"
   # shellcheck disable=SC2086  # KAFKA_HEAP and KAFKA_GC are lists of JVM flags
-  nohup setsid java $KAFKA_HEAP $KAFKA_GC \
+  nohup setsid java $KAFKA_HEAP $KAFKA_GC $KAFKA_METASPACE \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_LOGS" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
