@@ -16,7 +16,7 @@ help:
 	@echo "make check  - the check gate: lint, format, types, layer rules, shellcheck"
 	@echo "make bench  - benchmarks (on demand; prints figures)"
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(VENV)/.compiled
 
 # Reinstalled when pyproject.toml changes; `pip install -e` keeps the code live.
 # `server`: billy's own dependencies (the base install is only the producer SDK's).
@@ -24,6 +24,26 @@ $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "billy needs $(PYTHON) (Python >= 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[server,dev]'
+	touch $@
+
+# The ledger's hot path compiled with mypyc (billy_core/compiled.py names the modules), rebuilt
+# when one of them changes: an extension runs instead of its source. BILLY_COMPILE=0 removes
+# the build and runs the sources as they are (same behaviour, slower).
+BILLY_COMPILE ?= 1
+COMPILED_SOURCES := $(shell sed -n 's/^    "\([a-z_/]*\.py\)",$$/\1/p' billy_core/compiled.py)
+
+$(VENV)/.compiled: $(VENV)/.installed billy_core/compiled.py $(COMPILED_SOURCES) $(VENV)/.compile-$(BILLY_COMPILE)
+	@if [ "$(BILLY_COMPILE)" = 0 ]; then $(VENV)/bin/python -m billy_core.compiled clean >/dev/null; \
+	elif ! command -v cc >/dev/null; then $(VENV)/bin/python -m billy_core.compiled clean >/dev/null; \
+	echo "no C compiler (apt-get install gcc): the hot path runs interpreted"; \
+	else echo "compiling the hot path (mypyc, ~40 s; build/compile.log)"; mkdir -p build; \
+	$(VENV)/bin/python -m billy_core.compiled build >build/compile.log 2>&1 \
+	|| { cat build/compile.log; exit 1; }; fi
+	touch $@
+
+# Which way the last build went: switching BILLY_COMPILE rebuilds (or cleans).
+$(VENV)/.compile-%: $(VENV)/.installed
+	@rm -f $(VENV)/.compile-*
 	touch $@
 
 demo: venv up

@@ -71,6 +71,25 @@ def prepare(settings: Settings, wait_s: float = limits.STARTUP_WAIT_S) -> None:
             ) from None
 
 
+def check_compiled() -> None:
+    """Refuse to start on a stale build of the hot path (an extension runs instead of the
+    source edited after it was built); say whether it runs compiled."""
+    from billy_core import compiled
+
+    stale = compiled.stale()
+    if stale:
+        raise StartupError(
+            f"compiled modules older than their sources: {', '.join(stale)}; rebuild them"
+            " (make venv, or python -m billy_core.compiled build) or remove them"
+            " (python -m billy_core.compiled clean)"
+        )
+    built = compiled.built()
+    log.info(
+        "hot path: %s",
+        f"{len(built)} modules compiled" if built else "interpreted (no compiled build)",
+    )
+
+
 def role_target(settings: Settings, role: str) -> RoleTarget:
     """The callable `run(stop)` of one role; imports only that role's modules."""
     if role == "ledger":
@@ -121,6 +140,7 @@ def run_roles(settings: Settings, roles: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    check_compiled()
     prepare(settings)
     _start_health(settings, roles, stop)
     if settings.metrics_port:

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from billy.roles import role_target
+from billy_core import compiled
 from billy_core.kafka.topics import TopicNames
 from billy_core.settings import Settings
 from billy_core.store import migrate
@@ -34,6 +35,22 @@ hypothesis_settings.register_profile("quick", max_examples=100, deadline=None, d
 hypothesis_settings.register_profile("deep", max_examples=5000, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("BILLY_HYPOTHESIS_PROFILE", "quick"))
 _SESSION_START = time.time()
+
+
+def pytest_sessionstart(session):
+    # An extension runs instead of a source edited after its build: tests would test old code.
+    if stale := compiled.stale():
+        pytest.exit(
+            f"compiled modules older than their sources: {', '.join(stale)}; rebuild them with"
+            " `make venv` (python -m billy_core.compiled build) or remove them"
+            " (python -m billy_core.compiled clean)",
+            returncode=2,
+        )
+
+
+def pytest_report_header(config):
+    built = compiled.built()
+    return f"billy hot path: {f'{len(built)} modules compiled' if built else 'interpreted'}"
 
 
 def _port_open(hostport: str) -> bool:

@@ -143,11 +143,15 @@ _TIMESTAMPS = frozenset({"expires_at"})
 
 def command_to_avro(command: c.Command) -> dict[str, Any]:
     """The `billy.v1.Command` dict of `command`. Raises EncodeError (see module doc)."""
-    found = _BODY_FIELDS.get(type(command.body))
+    # Read as Any: a service may have put anything in a Command, and this module runs
+    # compiled (billy_core.compiled), where a typed read would refuse a float or a None with
+    # a TypeError before the checks here and in the writer could name the field.
+    given: Any = command
+    body = given.body
+    found = _BODY_FIELDS.get(type(body))
     if found is None:
-        raise EncodeError(f"Command.body: no schema for {type(command.body).__name__}")
+        raise EncodeError(f"Command.body: no schema for {type(body).__name__}")
     fullname, spec = found
-    body = command.body
     fields: dict[str, Any] = {}
     for avro_name, attr, is_long in spec:
         value = getattr(body, attr)
@@ -155,9 +159,9 @@ def command_to_avro(command: c.Command) -> dict[str, Any]:
             _check_long(value, f"body.{attr}")
         fields[avro_name] = dict(value) if avro_name == "fields" else value
     return {
-        "command_id": command.command_id,
-        "client_id": command.client_id,
-        "issued_at": _check_long(command.issued_at_ms, "issued_at_ms"),
+        "command_id": given.command_id,
+        "client_id": given.client_id,
+        "issued_at": _check_long(given.issued_at_ms, "issued_at_ms"),
         "body": (fullname, fields),
     }
 

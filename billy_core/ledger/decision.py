@@ -7,6 +7,7 @@ them); kept apart from both so neither imports the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from billy_core.results import Code, Status
 
@@ -27,8 +28,8 @@ class Transfer:
 
 
 class AppliedKind:
-    CHARGE = "CHARGE"
-    REFUND = "REFUND"
+    CHARGE: Final = "CHARGE"
+    REFUND: Final = "REFUND"
 
 
 @dataclass(frozen=True, slots=True)

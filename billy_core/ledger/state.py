@@ -11,6 +11,7 @@ charge of a client is in that currency (`invariants.check_client` checks it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = ["ChargeRecord", "ClientState", "HoldRecord", "HoldStatus", "Wallet"]
 
@@ -21,11 +22,11 @@ class HoldStatus:
     A hold moves only from OPEN to one of the other three, once.
     """
 
-    OPEN = "open"
-    CONFIRMED = "confirmed"
-    RELEASED = "released"
-    EXPIRED = "expired"
-    ALL = frozenset({OPEN, CONFIRMED, RELEASED, EXPIRED})
+    OPEN: Final = "open"
+    CONFIRMED: Final = "confirmed"
+    RELEASED: Final = "released"
+    EXPIRED: Final = "expired"
+    ALL: Final = frozenset({OPEN, CONFIRMED, RELEASED, EXPIRED})
 
 
 @dataclass(slots=True)

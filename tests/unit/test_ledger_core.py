@@ -26,6 +26,7 @@ from billy_core.commands import (
     expire_command_id,
     validate,
 )
+from billy_core.compiled import compiled
 from billy_core.idempotency import payload_hash
 from billy_core.ledger import (
     AppliedLine,
@@ -668,7 +669,12 @@ def test_decide_refuses_a_charge_applied_twice():
 def test_check_client_catches_corrupt_rows(corrupt):
     state = with_hold(available=100, amount=40, overdraft=10)
     check_client(state)
-    corrupt(state)
+    try:
+        corrupt(state)
+    except TypeError:
+        # Compiled (billy_core.compiled), a wallet's int field refuses a float outright.
+        assert "billy_core.ledger.state" in compiled()
+        return
     with pytest.raises(InvariantViolation):
         check_client(state)
 
@@ -691,6 +697,11 @@ def test_check_held_matches():
 )
 def test_check_transfers_catches_bad_amounts_and_self_transfers(transfers):
     check_transfers((Transfer("a", "b", 5, "RUB"), Transfer("b", "c", 5, "USD")))
+    if transfers[0].amount_minor == 1 and transfers[0].amount_minor is not True:
+        # Compiled (billy_core.compiled), the native int field stored True as the int 1: no
+        # bool amount can reach the check.
+        assert "billy_core.ledger.decision" in compiled()
+        return
     with pytest.raises(InvariantViolation):
         check_transfers(transfers)
 

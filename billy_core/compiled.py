@@ -1,0 +1,129 @@
+"""The ledger's hot path, compiled: which modules mypyc turns into C extensions, and a check
+that none is older than its source.
+
+Every command runs through these modules (decode, validation, the ledger core and its
+checks, the Avro writers, the outbox); compiled, the same code runs with native classes and
+calls instead of the interpreter's dictionaries. The `.py` files stay the source and the
+fallback: without a build (`BILLY_COMPILE=0`, or no C compiler), billy runs them as they are.
+
+An extension is imported before the `.py` beside it, so an edited source would otherwise run
+its old build: `make` rebuilds when a source changes (`python -m billy_core.compiled build`),
+the tests refuse to start on a stale build, and billy's roles log it at start.
+
+Plain standard library only: `setup.py` reads `SOURCES` before anything is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+from pathlib import Path
+
+__all__ = ["SOURCES", "build", "built", "clean", "compiled", "stale"]
+
+# Paths from the repository root. A module here imports compiled or interpreted modules
+# alike; only what a class inherits from must itself be compiled (mypyc's rule).
+# `billy_core.commands` and `billy_core.money` are not here: their classes and checks take
+# what a service hands over. A native class refuses a float amount at construction with a
+# TypeError that names no field, and a compiled `int` parameter turns True into 1 before
+# the check could refuse it; interpreted, the checks name the field.
+SOURCES = (
+    "billy_core/results.py",
+    "billy_core/text.py",
+    "billy_core/idempotency.py",
+    "billy_core/ledger/state.py",
+    "billy_core/ledger/decision.py",
+    "billy_core/ledger/invariants.py",
+    "billy_core/ledger/core.py",
+    "billy_core/codec/flat_writer.py",
+    "billy_core/codec/mapping.py",
+    "billy_core/codec/single_object.py",
+    "billy_core/stream/record.py",
+    "billy_core/stream/outbox.py",
+    "consumers/ledger/decode.py",
+    "consumers/ledger/handler.py",
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _extension(source: Path) -> Path | None:
+    """The built extension beside `source`, if any."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = source.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def built(root: Path = ROOT) -> list[str]:
+    """The sources of SOURCES with an extension built beside them."""
+    return [s for s in SOURCES if _extension(root / s) is not None]
+
+
+def compiled() -> list[str]:
+    """The modules of SOURCES that run compiled in this process."""
+    names = [s.removesuffix(".py").replace("/", ".") for s in SOURCES]
+    return [n for n in names if _is_extension(sys.modules.get(n))]
+
+
+def _is_extension(module: object) -> bool:
+    origin = getattr(module, "__file__", None) or ""
+    return origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """Sources edited after their extension was built (the extension would run instead)."""
+    out = []
+    for source in SOURCES:
+        path = root / source
+        ext = _extension(path)
+        if ext is not None and path.exists() and path.stat().st_mtime > ext.stat().st_mtime:
+            out.append(source)
+    return out
+
+
+def clean(root: Path = ROOT) -> list[Path]:
+    """Remove every built extension (billy then runs its sources as they are)."""
+    built = list(root.glob("*__mypyc.*"))
+    for package in {s.partition("/")[0] for s in SOURCES}:
+        for source in (root / package).rglob("*.py"):
+            ext = _extension(source)
+            if ext is not None:
+                built.append(ext)
+    for path in built:
+        path.unlink()
+    return built
+
+
+def build(root: Path = ROOT) -> None:
+    """Compile SOURCES in place (mypyc, then the C compiler): what `make` runs. Extensions
+    of an earlier build go first, so a module taken off SOURCES runs from its source."""
+    clean(root)
+    import os
+
+    from mypyc.build import mypycify  # the build needs mypy; running billy does not
+    from setuptools import setup
+
+    os.chdir(root)  # mypyc names modules by their paths from here, and builds in place
+    setup(
+        name="billy-compiled",
+        ext_modules=mypycify(list(SOURCES), opt_level="3", target_dir="build/mypyc"),
+        script_args=["build_ext", "--inplace", "--build-temp", "build/temp"],
+    )
+    # Stamped now: the copy in place keeps the time of the last link, which predates a
+    # source saved again without a change (mypyc then reuses its earlier output).
+    for source in SOURCES:
+        ext = _extension(root / source)
+        if ext is None:
+            raise RuntimeError(f"{source}: no extension after the build")
+        os.utime(ext)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["build"]:
+        build()
+    elif sys.argv[1:] == ["clean"]:
+        print("\n".join(str(p) for p in clean()) or "nothing built")
+    else:
+        sys.exit("usage: python -m billy_core.compiled build | clean")

@@ -1,0 +1,60 @@
+"""The compiled hot path (billy_core.compiled): a stale build is found, a clean removes every
+extension, and the Makefile rebuilds on exactly the sources the module names."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import subprocess
+from pathlib import Path
+
+from billy_core import compiled
+
+REPO = Path(__file__).resolve().parents[2]
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _tree(tmp_path: Path) -> tuple[Path, Path]:
+    source = tmp_path / compiled.SOURCES[0]
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("x = 1\n")
+    ext = source.with_suffix(SUFFIX)
+    ext.write_bytes(b"")
+    return source, ext
+
+
+def test_every_listed_source_exists():
+    assert all((REPO / s).is_file() for s in compiled.SOURCES)
+
+
+def test_a_source_edited_after_its_build_is_stale(tmp_path):
+    source, ext = _tree(tmp_path)
+    os.utime(source, (1_000, 1_000))
+    os.utime(ext, (2_000, 2_000))
+    assert compiled.stale(tmp_path) == []
+    assert compiled.built(tmp_path) == [compiled.SOURCES[0]]
+    os.utime(source, (3_000, 3_000))
+    assert compiled.stale(tmp_path) == [compiled.SOURCES[0]]
+
+
+def test_a_source_without_a_build_is_not_stale(tmp_path):
+    source, ext = _tree(tmp_path)
+    ext.unlink()
+    assert compiled.stale(tmp_path) == [] and compiled.built(tmp_path) == []
+
+
+def test_clean_removes_the_extensions_and_the_shared_library(tmp_path):
+    source, ext = _tree(tmp_path)
+    shared = tmp_path / f"0123abcd__mypyc{SUFFIX}"
+    shared.write_bytes(b"")
+    removed = compiled.clean(tmp_path)
+    assert set(removed) == {ext, shared}
+    assert source.exists() and not ext.exists() and not shared.exists()
+
+
+def test_the_makefile_rebuilds_on_the_listed_sources():
+    out = subprocess.run(
+        ["make", "-pn", "help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("COMPILED_SOURCES :="))
+    assert line.partition(":=")[2].split() == list(compiled.SOURCES)
