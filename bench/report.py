@@ -48,7 +48,18 @@ def git() -> dict:
     return {
         "commit": run("rev-parse", "HEAD"),
         "dirty": bool(run("status", "--porcelain", "--", "billy_core", "consumers")),
+        "compiled_modules": _compiled_modules(),
     }
+
+
+def _compiled_modules() -> int | None:
+    """How many modules of the hot path run compiled (billy_core.compiled); None for a
+    commit from before there was one (bench/compare.sh runs this bench/ on older commits)."""
+    try:
+        from billy_core import compiled
+    except ImportError:
+        return None
+    return len(compiled.built())
 
 
 def median(values):
@@ -80,6 +91,9 @@ def table(data: dict) -> str:
             f"Throughput, end to end: {tp['commands']} commands pre-loaded, {tp['clients']}"
             f" clients, {tp['rounds']} alternating rounds (commands/s)"
         )
+        modules = data.get("git", {}).get("compiled_modules")
+        if modules is not None:
+            add(f"  hot path: {f'{modules} modules compiled' if modules else 'interpreted'}")
         add(
             f"  {'ledger':30} {'median':>8} {'runs':>26} {'ledger-only':>11}"
             f" {'CPU us/cmd: ledger pg relay kafka':>34} {'busy':>5}"
