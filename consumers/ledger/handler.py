@@ -55,6 +55,9 @@ from consumers.ledger.balance_intents import OutcomeItem
 from consumers.ledger.decode import Decoded, decode
 from consumers.ledger.payments import PaymentItem
 
+# A dict, not ServiceKind(kind): an enum's call costs ~1 µs, once per applied line.
+_SERVICE_KINDS = {kind.value: kind for kind in ServiceKind}
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -399,7 +402,7 @@ class _Batch:
                 tenant=d.tenant,
                 client_id=command.client_id,
                 command_id=command.command_id,
-                kind=ServiceKind(line.kind),
+                kind=_SERVICE_KINDS[line.kind],
                 product_id=line.product_id,
                 amount_minor=line.amount_minor,
                 currency=line.currency,
