@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from billy.roles import StartupError, prepare
+from billy.roles import StartupError, check_compiled, prepare
 from billy_core.settings import Settings
 
 
@@ -20,3 +20,25 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(caplog) -> None:
     assert message.startswith("cannot reach BILLY_DATABASE_URL=postgresql://billy:***@127.0.0.1:1")
     assert "secret" not in message and "secret" not in caplog.text
     assert "\n" not in message
+
+
+def test_a_stale_compiled_build_stops_the_start_naming_the_modules(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from billy_core import compiled
+
+    monkeypatch.setattr(compiled, "stale", lambda: ["billy_core/ledger/core.py"])
+    with pytest.raises(StartupError, match=r"older than their sources: billy_core/ledger/core.py"):
+        check_compiled()
+
+
+def test_a_start_says_whether_the_hot_path_runs_compiled(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    from billy_core import compiled
+
+    monkeypatch.setattr(compiled, "stale", lambda: [])
+    monkeypatch.setattr(compiled, "built", lambda: ["a.py", "b.py"])
+    with caplog.at_level(logging.INFO, logger="billy"):
+        check_compiled()
+    assert "hot path: 2 modules compiled" in caplog.text
+    monkeypatch.setattr(compiled, "built", lambda: [])
+    with caplog.at_level(logging.INFO, logger="billy"):
+        check_compiled()
+    assert "hot path: interpreted (no compiled build)" in caplog.text
