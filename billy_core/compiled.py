@@ -45,6 +45,10 @@ SOURCES = (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# The runtime every compiled module shares, as a module of this package: mypyc's default name
+# is a top-level module, importable only with the repository root on sys.path (a console
+# script such as `billy` does not have it there).
+SHARED_LIB = "billy_core.hot_path"
 
 
 def _extension(source: Path) -> Path | None:
@@ -85,7 +89,7 @@ def stale(root: Path = ROOT) -> list[str]:
 
 def clean(root: Path = ROOT) -> list[Path]:
     """Remove every built extension (billy then runs its sources as they are)."""
-    built = list(root.glob("*__mypyc.*"))
+    built = [*root.glob("*__mypyc.*"), *(root / "billy_core").glob("*__mypyc.*")]
     for package in {s.partition("/")[0] for s in SOURCES}:
         for source in (root / package).rglob("*.py"):
             ext = _extension(source)
@@ -108,7 +112,9 @@ def build(root: Path = ROOT) -> None:
     os.chdir(root)  # mypyc names modules by their paths from here, and builds in place
     setup(
         name="billy-compiled",
-        ext_modules=mypycify(list(SOURCES), opt_level="3", target_dir="build/mypyc"),
+        ext_modules=mypycify(
+            list(SOURCES), opt_level="3", target_dir="build/mypyc", group_name=SHARED_LIB
+        ),
         script_args=["build_ext", "--inplace", "--build-temp", "build/temp"],
     )
     # Stamped now: the copy in place keeps the time of the last link, which predates a

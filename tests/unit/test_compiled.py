@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from billy_core import compiled
@@ -45,11 +46,29 @@ def test_a_source_without_a_build_is_not_stale(tmp_path):
 
 def test_clean_removes_the_extensions_and_the_shared_library(tmp_path):
     source, ext = _tree(tmp_path)
-    shared = tmp_path / f"0123abcd__mypyc{SUFFIX}"
+    shared = tmp_path / f"{compiled.SHARED_LIB.replace('.', '/')}__mypyc{SUFFIX}"
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    old_layout = tmp_path / f"0123abcd__mypyc{SUFFIX}"  # an earlier build's, at the root
     shared.write_bytes(b"")
+    old_layout.write_bytes(b"")
     removed = compiled.clean(tmp_path)
-    assert set(removed) == {ext, shared}
+    assert set(removed) == {ext, shared, old_layout}
     assert source.exists() and not ext.exists() and not shared.exists()
+
+
+def test_the_compiled_modules_load_outside_the_repository(tmp_path):
+    # A console script (`billy`) has neither the repository nor the working directory on
+    # sys.path: the runtime the compiled modules share must come with the package.
+    script = (
+        "import consumers.ledger.handler as h, billy_core.ledger.core as c;"
+        "print(h.__file__); print(c.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    if compiled.built():
+        assert all(line.endswith(SUFFIX) for line in done.stdout.split())
 
 
 def test_the_makefile_rebuilds_on_the_listed_sources():
