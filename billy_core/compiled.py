@@ -1,16 +1,17 @@
 """The ledger's hot path, compiled: which modules mypyc turns into C extensions, and a check
 that none is older than its source.
 
-Every command runs through these modules (decode, validation, the ledger core and its
-checks, the Avro writers, the outbox); compiled, the same code runs with native classes and
-calls instead of the interpreter's dictionaries. The `.py` files stay the source and the
-fallback: without a build (`BILLY_COMPILE=0`, or no C compiler), billy runs them as they are.
+Every command runs through these modules (decode, the ledger core and its checks, the Avro
+mapping and writers, the outbox); compiled, the same code runs with native classes and calls
+instead of the interpreter's dictionaries. The `.py` files stay the source and the fallback:
+without a build (`BILLY_COMPILE=0`, or no C compiler), billy runs them as they are.
 
 An extension is imported before the `.py` beside it, so an edited source would otherwise run
 its old build: `make` rebuilds when a source changes (`python -m billy_core.compiled build`),
-the tests refuse to start on a stale build, and billy's roles log it at start.
+and billy's start and the tests refuse a stale build, naming the modules.
 
-Plain standard library only: `setup.py` reads `SOURCES` before anything is installed.
+Plain standard library only (mypyc is imported by `build` alone); the Makefile reads
+`SOURCES` from this file, one quoted path a line.
 """
 
 from __future__ import annotations
