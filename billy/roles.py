@@ -72,22 +72,15 @@ def prepare(settings: Settings, wait_s: float = limits.STARTUP_WAIT_S) -> None:
 
 
 def check_compiled() -> None:
-    """Refuse to start on a stale build of the hot path (an extension runs instead of the
-    source edited after it was built); say whether it runs compiled."""
+    """Refuse to start on a stale build of the hot path (`billy_core.compiled.check`); say
+    whether it runs compiled."""
     from billy_core import compiled
 
-    stale = compiled.stale()
-    if stale:
-        raise StartupError(
-            f"compiled modules older than their sources: {', '.join(stale)}; rebuild them"
-            " (make venv, or python -m billy_core.compiled build) or remove them"
-            " (python -m billy_core.compiled clean)"
-        )
-    built = compiled.built()
-    log.info(
-        "hot path: %s",
-        f"{len(built)} modules compiled" if built else "interpreted (no compiled build)",
-    )
+    try:
+        compiled.check()
+    except compiled.StaleBuild as exc:
+        raise StartupError(str(exc)) from None
+    log.info("hot path: %s", compiled.summary())
 
 
 def role_target(settings: Settings, role: str) -> RoleTarget:

@@ -17,10 +17,21 @@ Plain standard library only (mypyc is imported by `build` alone); the Makefile r
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["SOURCES", "build", "built", "clean", "compiled", "stale"]
+__all__ = [
+    "SOURCES",
+    "StaleBuild",
+    "build",
+    "built",
+    "check",
+    "clean",
+    "compiled",
+    "stale",
+    "summary",
+]
 
 # Paths from the repository root. A module here imports compiled or interpreted modules
 # alike; only what a class inherits from must itself be compiled (mypyc's rule).
@@ -88,6 +99,28 @@ def stale(root: Path = ROOT) -> list[str]:
     return out
 
 
+class StaleBuild(Exception):
+    """Sources edited after their extensions were built; the message names them and says
+    how to rebuild or remove the build."""
+
+
+def check(root: Path = ROOT) -> None:
+    """Raise StaleBuild when an extension would run instead of its edited source: what
+    billy's start and the test session both refuse."""
+    if late := stale(root):
+        raise StaleBuild(
+            f"compiled modules older than their sources: {', '.join(late)}; rebuild them"
+            " (make venv, or python -m billy_core.compiled build) or remove them"
+            " (python -m billy_core.compiled clean)"
+        )
+
+
+def summary(root: Path = ROOT) -> str:
+    """What runs, for a start's log line and the tests' header."""
+    count = len(built(root))
+    return f"{count} modules compiled" if count else "interpreted (no compiled build)"
+
+
 def clean(root: Path = ROOT) -> list[Path]:
     """Remove every built extension (billy then runs its sources as they are)."""
     built = [*root.glob("*__mypyc.*"), *(root / "billy_core").glob("*__mypyc.*")]
@@ -105,8 +138,6 @@ def build(root: Path = ROOT) -> None:
     """Compile SOURCES in place (mypyc, then the C compiler): what `make` runs. Extensions
     of an earlier build go first, so a module taken off SOURCES runs from its source."""
     clean(root)
-    import os
-
     from mypyc.build import mypycify  # the build needs mypy; running billy does not
     from setuptools import setup
 

@@ -39,18 +39,14 @@ _SESSION_START = time.time()
 
 def pytest_sessionstart(session):
     # An extension runs instead of a source edited after its build: tests would test old code.
-    if stale := compiled.stale():
-        pytest.exit(
-            f"compiled modules older than their sources: {', '.join(stale)}; rebuild them with"
-            " `make venv` (python -m billy_core.compiled build) or remove them"
-            " (python -m billy_core.compiled clean)",
-            returncode=2,
-        )
+    try:
+        compiled.check()
+    except compiled.StaleBuild as exc:
+        pytest.exit(str(exc), returncode=2)
 
 
 def pytest_report_header(config):
-    built = compiled.built()
-    return f"billy hot path: {f'{len(built)} modules compiled' if built else 'interpreted'}"
+    return f"billy hot path: {compiled.summary()}"
 
 
 def _port_open(hostport: str) -> bool:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from billy_core import compiled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,3 +79,16 @@ def test_the_makefile_rebuilds_on_the_listed_sources():
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("COMPILED_SOURCES :="))
     assert line.partition(":=")[2].split() == list(compiled.SOURCES)
+
+
+def test_check_names_the_stale_modules_and_the_way_out(tmp_path):
+    source, ext = _tree(tmp_path)
+    os.utime(ext, (1_000, 1_000))
+    os.utime(source, (2_000, 2_000))
+    with pytest.raises(compiled.StaleBuild, match=compiled.SOURCES[0]) as raised:
+        compiled.check(tmp_path)
+    assert "python -m billy_core.compiled build" in str(raised.value)
+    assert compiled.summary(tmp_path) == "1 modules compiled"
+    ext.unlink()
+    compiled.check(tmp_path)
+    assert compiled.summary(tmp_path) == "interpreted (no compiled build)"

@@ -25,7 +25,7 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(caplog) -> None:
 def test_a_stale_compiled_build_stops_the_start_naming_the_modules(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from billy_core import compiled
 
-    monkeypatch.setattr(compiled, "stale", lambda: ["billy_core/ledger/core.py"])
+    monkeypatch.setattr(compiled, "stale", lambda *_: ["billy_core/ledger/core.py"])
     with pytest.raises(StartupError, match=r"older than their sources: billy_core/ledger/core.py"):
         check_compiled()
 
@@ -33,12 +33,12 @@ def test_a_stale_compiled_build_stops_the_start_naming_the_modules(monkeypatch) 
 def test_a_start_says_whether_the_hot_path_runs_compiled(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     from billy_core import compiled
 
-    monkeypatch.setattr(compiled, "stale", lambda: [])
-    monkeypatch.setattr(compiled, "built", lambda: ["a.py", "b.py"])
+    monkeypatch.setattr(compiled, "stale", lambda *_: [])
+    monkeypatch.setattr(compiled, "built", lambda *_: ["a.py", "b.py"])
     with caplog.at_level(logging.INFO, logger="billy"):
         check_compiled()
     assert "hot path: 2 modules compiled" in caplog.text
-    monkeypatch.setattr(compiled, "built", lambda: [])
+    monkeypatch.setattr(compiled, "built", lambda *_: [])
     with caplog.at_level(logging.INFO, logger="billy"):
         check_compiled()
     assert "hot path: interpreted (no compiled build)" in caplog.text
