@@ -74,7 +74,9 @@ class RoleProcess:
                 "--idle",
                 "--output",
                 str(out),
-                "--nonblocking",
+                # --native (BENCH_NATIVE=1) shows compiled functions; py-spy then pauses
+                # the process for each sample.
+                *(["--native"] if os.environ.get("BENCH_NATIVE") else ["--nonblocking"]),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

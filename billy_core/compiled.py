@@ -10,6 +10,15 @@ An extension is imported before the `.py` beside it, so an edited source would o
 its old build: `make` rebuilds when a source changes (`python -m billy_core.compiled build`),
 and billy's start and the tests refuse a stale build, naming the modules.
 
+Values. A value built per command (Result, Decision, Transfer, Record, the wallet rows...)
+is a `@dataclass(slots=True, init=False)` with an explicit `__init__`; an immutable one
+declares its fields `Final` (and `unsafe_hash=True`, safe with every field final). The
+dataclass still gives equality, repr and `dataclasses.replace`, but a generated `__init__`
+is interpreted Python even in a compiled class, and a frozen one sets every field through
+`object.__setattr__`: 650 ns for four fields, against 40 ns for the explicit one compiled
+(a 1,000,000-construction loop, compiled). Compiled, a `Final` field is read-only at run
+time as `frozen=True` made it; interpreted, mypy (`make check`) refuses a write to it.
+
 Plain standard library only (mypyc is imported by `build` alone); the Makefile reads
 `SOURCES` from this file, one quoted path a line.
 """

@@ -6,8 +6,9 @@ change. Rejections are values, never exceptions (TigerBeetle style).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 
 class Status(StrEnum):
@@ -49,17 +50,46 @@ class Code(StrEnum):
     PAYMENT_RECEIVED = "payment_received"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Result:
-    command_id: str
-    client_id: str
-    status: Status
-    code: Code | str  # a str when decoded from a newer billy that added a code
-    message: str
-    currency: str | None
-    available_minor: int
-    held_minor: int
-    wallet_version: int
-    duplicate: bool
-    processed_at_ms: int
-    details: dict[str, str] = field(default_factory=dict)
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    command_id: Final[str]
+    client_id: Final[str]
+    status: Final[Status]
+    code: Final[Code | str]  # a str when decoded from a newer billy that added a code
+    message: Final[str]
+    currency: Final[str | None]
+    available_minor: Final[int]
+    held_minor: Final[int]
+    wallet_version: Final[int]
+    duplicate: Final[bool]
+    processed_at_ms: Final[int]
+    details: Final[dict[str, str]]
+
+    def __init__(
+        self,
+        command_id: str,
+        client_id: str,
+        status: Status,
+        code: Code | str,
+        message: str,
+        currency: str | None,
+        available_minor: int,
+        held_minor: int,
+        wallet_version: int,
+        duplicate: bool,
+        processed_at_ms: int,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        self.command_id = command_id
+        self.client_id = client_id
+        self.status = status
+        self.code = code
+        self.message = message
+        self.currency = currency
+        self.available_minor = available_minor
+        self.held_minor = held_minor
+        self.wallet_version = wallet_version
+        self.duplicate = duplicate
+        self.processed_at_ms = processed_at_ms
+        self.details = {} if details is None else details

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from billy_core import commands as c
 from billy_core.codec.errors import CorruptBody, EncodeError, WrongSchema
@@ -59,32 +59,74 @@ class ServiceKind(StrEnum):
     PAYMENT = "PAYMENT"  # money received from Balance (a notified payment)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class AppliedService:
     """One line of billy.applied-services: client A bought (or got back) product X at T for N."""
 
-    tenant: str
-    client_id: str
-    command_id: str
-    kind: ServiceKind
-    product_id: str
-    amount_minor: int  # > 0; `kind` gives the direction
-    currency: str
-    applied_at_ms: int
-    refund_of: str | None = None  # REFUND: the refunded command's id
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    tenant: Final[str]
+    client_id: Final[str]
+    command_id: Final[str]
+    kind: Final[ServiceKind]
+    product_id: Final[str]
+    amount_minor: Final[int]  # > 0; `kind` gives the direction
+    currency: Final[str]
+    applied_at_ms: Final[int]
+    refund_of: Final[str | None]  # REFUND: the refunded command's id
+
+    def __init__(
+        self,
+        tenant: str,
+        client_id: str,
+        command_id: str,
+        kind: ServiceKind,
+        product_id: str,
+        amount_minor: int,
+        currency: str,
+        applied_at_ms: int,
+        refund_of: str | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.client_id = client_id
+        self.command_id = command_id
+        self.kind = kind
+        self.product_id = product_id
+        self.amount_minor = amount_minor
+        self.currency = currency
+        self.applied_at_ms = applied_at_ms
+        self.refund_of = refund_of
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class WalletSnapshot:
     """The value of the compacted billy.wallets topic. No names or e-mails, ever."""
 
-    tenant: str
-    client_id: str
-    currency: str
-    available_minor: int
-    held_minor: int
-    wallet_version: int
-    updated_at_ms: int
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    tenant: Final[str]
+    client_id: Final[str]
+    currency: Final[str]
+    available_minor: Final[int]
+    held_minor: Final[int]
+    wallet_version: Final[int]
+    updated_at_ms: Final[int]
+
+    def __init__(
+        self,
+        tenant: str,
+        client_id: str,
+        currency: str,
+        available_minor: int,
+        held_minor: int,
+        wallet_version: int,
+        updated_at_ms: int,
+    ) -> None:
+        self.tenant = tenant
+        self.client_id = client_id
+        self.currency = currency
+        self.available_minor = available_minor
+        self.held_minor = held_minor
+        self.wallet_version = wallet_version
+        self.updated_at_ms = updated_at_ms
 
 
 # ---- Command ---------------------------------------------------------------------------

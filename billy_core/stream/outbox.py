@@ -16,7 +16,7 @@ import base64
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -24,13 +24,28 @@ from psycopg.types.json import Jsonb
 from billy_core.stream.record import Header, Record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OutputRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    event_id: str  # deterministic: the `billy-event-id` header consumers may dedupe on
-    headers: tuple[Header, ...] = ()
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    topic: Final[str]
+    key: Final[bytes | None]
+    value: Final[bytes | None]
+    event_id: Final[str]  # deterministic: the `billy-event-id` header consumers may dedupe on
+    headers: Final[tuple[Header, ...]]
+
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        event_id: str,
+        headers: tuple[Header, ...] = (),
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.event_id = event_id
+        self.headers = headers
 
 
 @dataclass(slots=True)

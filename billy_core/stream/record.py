@@ -7,21 +7,41 @@ a `Poison` naming the field and the reason. Nothing here touches Kafka or Postgr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 Header = tuple[str, bytes | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Record:
     """One consumed record: where it came from and its raw bytes, exactly as read."""
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int  # -1 when the record has none
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...] = ()
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    topic: Final[str]
+    partition: Final[int]
+    offset: Final[int]
+    timestamp_ms: Final[int]  # -1 when the record has none
+    key: Final[bytes | None]
+    value: Final[bytes | None]
+    headers: Final[tuple[Header, ...]]
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: tuple[Header, ...] = (),
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = key
+        self.value = value
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)

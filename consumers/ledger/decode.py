@@ -13,6 +13,7 @@ hold bytes PostgreSQL cannot store).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from billy_core.codec import DecodeError, decode_command
 from billy_core.commands import Command, InvalidCommand, validate
@@ -23,13 +24,28 @@ from billy_core.text import echo
 __all__ = ["Decoded", "decode", "echo"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Decoded:
-    record: Record
-    tenant: str  # whose client: the topic's tenant, or the admin key's first part
-    admin: bool
-    command: Command
-    invalid: str | None  # why validation failed, or None when the command is sound
+    # A hot-path value: explicit __init__, Final fields (billy_core.compiled, "Values").
+    record: Final[Record]
+    tenant: Final[str]  # whose client: the topic's tenant, or the admin key's first part
+    admin: Final[bool]
+    command: Final[Command]
+    invalid: Final[str | None]  # why validation failed, or None when the command is sound
+
+    def __init__(
+        self,
+        record: Record,
+        tenant: str,
+        admin: bool,
+        command: Command,
+        invalid: str | None,
+    ) -> None:
+        self.record = record
+        self.tenant = tenant
+        self.admin = admin
+        self.command = command
+        self.invalid = invalid
 
     @property
     def client_sound(self) -> bool:
