@@ -52,6 +52,7 @@ SOURCES = (
     "billy_core/results.py",
     "billy_core/text.py",
     "billy_core/idempotency.py",
+    "billy_core/ledger/accounts.py",
     "billy_core/ledger/state.py",
     "billy_core/ledger/decision.py",
     "billy_core/ledger/invariants.py",
