@@ -57,6 +57,7 @@ SOURCES = (
     "billy_core/ledger/decision.py",
     "billy_core/ledger/invariants.py",
     "billy_core/ledger/core.py",
+    "billy_core/codec/flat_reader.py",
     "billy_core/codec/flat_writer.py",
     "billy_core/codec/mapping.py",
     "billy_core/codec/single_object.py",

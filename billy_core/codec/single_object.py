@@ -37,6 +37,7 @@ from billy_core.codec.errors import (
     UnknownFingerprint,
     describe,
 )
+from billy_core.codec.flat_reader import FlatReader, Unreadable, compile_reader
 from billy_core.codec.flat_writer import Unsupported, compile_flat
 from billy_core.codec.schemas import SchemaSet, schema_set
 
@@ -49,7 +50,7 @@ HEADER_LEN = 10
 class SingleObjectCodec:
     """Encode and decode single-object framed records of one schema set."""
 
-    __slots__ = ("_compiled", "_readers", "_writers")
+    __slots__ = ("_compiled", "_flat_readers", "_readers", "_writers")
 
     def __init__(self, schemas: SchemaSet | None = None) -> None:
         schemas = schemas if schemas is not None else schema_set()
@@ -68,12 +69,18 @@ class SingleObjectCodec:
                 self._compiled[rec.name] = self._compiled[rec.fullname] = compiled
         # fingerprint -> (short name, writer schema, reader schema or None when identical)
         self._readers: dict[bytes, tuple[str, dict[str, Any], dict[str, Any] | None]] = {}
+        # fingerprint -> a compiled reader of the current version, when it compiles (the
+        # Command, the ledger's input): fastavro reads the rest and judges bad bytes.
+        self._flat_readers: dict[bytes, FlatReader] = {}
         for fp, writer in schemas.by_fingerprint.items():
             current = schemas.current.get(writer.name)
             if current is None:
                 continue  # a record that no longer exists: its bytes are undecodable now
             same = current.fingerprint == fp
             reader = None if same else current.parsed_plain
+            flat = compile_reader(current.json) if same else None
+            if flat is not None:
+                self._flat_readers[fp] = flat
             self._readers[fp] = (
                 writer.name,
                 current.parsed_plain if same else writer.parsed_plain,
@@ -119,6 +126,12 @@ class SingleObjectCodec:
         if found is None:
             raise UnknownFingerprint(fp)
         name, writer, reader = found
+        flat = self._flat_readers.get(fp)
+        if flat is not None:
+            try:
+                return name, flat.read(data, HEADER_LEN)
+            except Unreadable:
+                pass  # fastavro reads it, or says what is wrong with it
         body = BytesIO(data)
         body.seek(HEADER_LEN)
         try:
