@@ -60,6 +60,7 @@ SOURCES = (
     "billy_core/codec/flat_reader.py",
     "billy_core/codec/flat_writer.py",
     "billy_core/codec/mapping.py",
+    "billy_core/codec/messages.py",
     "billy_core/codec/single_object.py",
     "billy_core/stream/record.py",
     "billy_core/stream/outbox.py",

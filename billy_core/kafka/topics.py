@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 ADMIN_TENANT = "admin"
+_TENANTS_REMEMBERED = 4096
 _COMMANDS = re.compile(r"^(?P<prefix>[a-z0-9-]+)\.(?P<tenant>[a-z0-9-]+)\.commands$")
 
 
@@ -27,6 +28,8 @@ class TopicNames:
         # Balance: the ledger's intents to the gateway, the gateway's outcomes to the ledger.
         self.balance_requests = f"{prefix}.internal.balance-requests"
         self.internal_events = f"{prefix}.internal.events"
+        # tenant_of's answers: asked once a record with a regex, for a handful of topics.
+        self._tenants: dict[str, str | None] = {}
 
     def commands_pattern(self, tenants: Iterable[str]) -> str:
         """The ledger's subscription: the configured tenants' command topics and the admin
@@ -43,7 +46,12 @@ class TopicNames:
 
     def tenant_of(self, commands_topic: str) -> str | None:
         """The tenant of a commands topic ("admin" for the admin topic), or None if not one."""
+        try:
+            return self._tenants[commands_topic]
+        except KeyError:
+            pass
         match = _COMMANDS.match(commands_topic)
-        if not match or match["prefix"] != self.prefix:
-            return None
-        return match["tenant"]
+        tenant = match["tenant"] if match and match["prefix"] == self.prefix else None
+        if len(self._tenants) < _TENANTS_REMEMBERED:  # bounded: any string may be asked
+            self._tenants[commands_topic] = tenant
+        return tenant
