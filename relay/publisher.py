@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from typing import cast
 
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -183,18 +184,16 @@ class Relay:
         A row refused as too large is sent as a bounded stand-in (module doc)."""
         started = time.perf_counter()
         touched: dict[str, int] = {}
-        kinds: Counter[str] = Counter()
-        stand_ins: Counter[str] = Counter()  # counted once the transaction commits
+        by_topic: Counter[str] = Counter()  # counted by kind once the transaction commits
+        stand_ins: Counter[str] = Counter()
         self._refused.clear()
         producer.begin_transaction()
         try:
             for row in rows:
                 shard, seq = row[0], row[1]
                 for index, (topic, key, value, event_id, headers) in enumerate(_records(row)):
-                    record_headers: list[Header] = [
-                        *headers,
-                        ("billy-event-id", event_id.encode()),
-                    ]
+                    headers.append(("billy-event-id", event_id.encode()))
+                    record_headers = headers
                     which = (shard, seq, index)
                     on_delivery = partial(self._delivered, which)
                     if which in self._oversized or not _produce(
@@ -203,7 +202,7 @@ class Relay:
                         self._oversized.add(which)
                         self._stand_in(producer, topic, key, value, record_headers)
                         stand_ins[_kind(self.topics, topic)] += 1
-                    kinds[_kind(self.topics, topic)] += 1
+                    by_topic[topic] += 1
                 touched[shard] = seq
             for shard, seq in touched.items():
                 _produce(
@@ -242,6 +241,9 @@ class Relay:
         sent = {(row[0], row[1]) for row in rows}
         self._oversized = {o for o in self._oversized if o[:2] not in sent}
         metrics.relay_transaction_seconds.observe(time.perf_counter() - started)
+        kinds: Counter[str] = Counter()
+        for topic, count in by_topic.items():
+            kinds[_kind(self.topics, topic)] += count
         for kind, count in kinds.items():
             metrics.relay_published.labels(kind).inc(count)
         for kind, count in stand_ins.items():
@@ -325,9 +327,7 @@ def _produce(
 ) -> bool:
     """Queue one record; False when librdkafka refuses it at once as too large."""
     # Producer.produce's stub takes str | bytes header values (a list is invariant).
-    record_headers: list[tuple[str, str | bytes | None]] | None = (
-        None if headers is None else list(headers)
-    )
+    record_headers = cast(list[tuple[str, str | bytes | None]] | None, headers)
     while True:
         try:
             if on_delivery is None:
