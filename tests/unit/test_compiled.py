@@ -92,3 +92,31 @@ def test_check_names_the_stale_modules_and_the_way_out(tmp_path):
     ext.unlink()
     compiled.check(tmp_path)
     assert compiled.summary(tmp_path) == "interpreted (no compiled build)"
+
+
+def test_hot_path_values_are_immutable_compiled_and_keep_dataclass_manners():
+    """The values built per command have an explicit __init__ and Final fields (the
+    module doc, "Values"): compiled, a field is read-only at run time, as `frozen=True`
+    made it; either way they compare, print and `replace` as dataclasses."""
+    import dataclasses
+
+    from billy_core.ledger.decision import Transfer
+    from billy_core.results import Code, Result, Status
+    from billy_core.stream.record import Record
+
+    result = Result("c-1", "client-1", Status.APPLIED, Code.OK, "ok", "RUB", 5, 0, 1, False, 7)
+    transfer = Transfer("a", "b", 5, "RUB")
+    record = Record("t", 0, 1, -1, b"k", b"v")
+    assert dataclasses.replace(result, duplicate=True).duplicate is True
+    assert result == dataclasses.replace(result) and result.details == {}
+    assert repr(transfer) == "Transfer(source='a', target='b', amount_minor=5, currency='RUB')"
+    assert hash(record) == hash(Record("t", 0, 1, -1, b"k", b"v"))
+    if "billy_core.results" not in compiled.compiled():
+        return  # interpreted: mypy (make check) refuses a write to a Final field
+    for value, field in (
+        (result, "available_minor"),
+        (transfer, "amount_minor"),
+        (record, "offset"),
+    ):
+        with pytest.raises(AttributeError, match="not writable"):
+            setattr(value, field, 1)
