@@ -193,14 +193,13 @@ class Relay:
                 shard, seq = row[0], row[1]
                 for index, (topic, key, value, event_id, headers) in enumerate(_records(row)):
                     headers.append(("billy-event-id", event_id.encode()))
-                    record_headers = headers
                     which = (shard, seq, index)
                     on_delivery = partial(self._delivered, which)
                     if which in self._oversized or not _produce(
-                        producer, topic, key, value, record_headers, on_delivery
+                        producer, topic, key, value, headers, on_delivery
                     ):
                         self._oversized.add(which)
-                        self._stand_in(producer, topic, key, value, record_headers)
+                        self._stand_in(producer, topic, key, value, headers)
                         stand_ins[_kind(self.topics, topic)] += 1
                     by_topic[topic] += 1
                 touched[shard] = seq

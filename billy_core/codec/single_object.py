@@ -50,7 +50,7 @@ HEADER_LEN = 10
 class SingleObjectCodec:
     """Encode and decode single-object framed records of one schema set."""
 
-    __slots__ = ("_compiled", "_flat_readers", "_readers", "_writers")
+    __slots__ = ("_compiled", "_readers", "_writers")
 
     def __init__(self, schemas: SchemaSet | None = None) -> None:
         schemas = schemas if schemas is not None else schema_set()
@@ -67,24 +67,23 @@ class SingleObjectCodec:
             compiled = compile_flat(rec.json, entry[0])
             if compiled is not None:
                 self._compiled[rec.name] = self._compiled[rec.fullname] = compiled
-        # fingerprint -> (short name, writer schema, reader schema or None when identical)
-        self._readers: dict[bytes, tuple[str, dict[str, Any], dict[str, Any] | None]] = {}
-        # fingerprint -> a compiled reader of the current version, when it compiles (the
-        # Command, the ledger's input): fastavro reads the rest and judges bad bytes.
-        self._flat_readers: dict[bytes, FlatReader] = {}
+        # fingerprint -> (short name, writer schema, reader schema or None when identical,
+        # a compiled reader when the version is current and its schema compiles: the
+        # Command, the ledger's input; fastavro reads the rest and judges bad bytes)
+        self._readers: dict[
+            bytes, tuple[str, dict[str, Any], dict[str, Any] | None, FlatReader | None]
+        ] = {}
         for fp, writer in schemas.by_fingerprint.items():
             current = schemas.current.get(writer.name)
             if current is None:
                 continue  # a record that no longer exists: its bytes are undecodable now
             same = current.fingerprint == fp
             reader = None if same else current.parsed_plain
-            flat = compile_reader(current.json) if same else None
-            if flat is not None:
-                self._flat_readers[fp] = flat
             self._readers[fp] = (
                 writer.name,
                 current.parsed_plain if same else writer.parsed_plain,
                 reader,
+                compile_reader(current.json) if same else None,
             )
 
     def encode(self, record_name: str, datum: dict[str, Any]) -> bytes:
@@ -125,8 +124,7 @@ class SingleObjectCodec:
         found = self._readers.get(fp)
         if found is None:
             raise UnknownFingerprint(fp)
-        name, writer, reader = found
-        flat = self._flat_readers.get(fp)
+        name, writer, reader, flat = found
         if flat is not None:
             try:
                 return name, flat.read(data, HEADER_LEN)

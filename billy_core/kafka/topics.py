@@ -28,7 +28,7 @@ class TopicNames:
         # Balance: the ledger's intents to the gateway, the gateway's outcomes to the ledger.
         self.balance_requests = f"{prefix}.internal.balance-requests"
         self.internal_events = f"{prefix}.internal.events"
-        # tenant_of's answers: asked once a record with a regex, for a handful of topics.
+        # tenant_of remembers its answers: it is asked once per record, of a few topics.
         self._tenants: dict[str, str | None] = {}
 
     def commands_pattern(self, tenants: Iterable[str]) -> str:
