@@ -31,6 +31,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
+# The indexed text keys of the tables the ledger writes or probes for every command (ids,
+# tenants, shards) compare bytewise: under a libc locale (`C.UTF-8`) every comparison in
+# their B-trees went through strcoll (migration 0011). Same order: UTF-8 bytes sort as
+# code points do.
+Key = Text(collation="C")
+
 
 def _now() -> Column[datetime]:
     return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -42,8 +48,8 @@ def _now() -> Column[datetime]:
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,
-    Column("consumer_group", Text, nullable=False),
-    Column("topic", Text, nullable=False),
+    Column("consumer_group", Key, nullable=False),
+    Column("topic", Key, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("next_offset", BigInteger, nullable=False),
     Column("outbox_seq", BigInteger, nullable=False, server_default=text("0")),
@@ -61,7 +67,7 @@ consumer_offsets = Table(
 outbox = Table(
     "outbox",
     metadata,
-    Column("shard", Text, nullable=False),
+    Column("shard", Key, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("topic", Text),
     Column("key", LargeBinary),  # null stays null (an exact DLQ copy)
@@ -70,7 +76,7 @@ outbox = Table(
     # Record headers in order: [[name, base64 value], ...] (billy_core.stream.outbox).
     Column("headers", JSONB),
     _now(),
-    Column("deployment", Text, nullable=False),
+    Column("deployment", Key, nullable=False),
     Column("batch", LargeBinary),
     Column("records", Integer, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("shard", "seq"),
@@ -86,8 +92,8 @@ outbox = Table(
 clients = Table(
     "clients",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
     Column("name", Text, nullable=False),
     Column("email", Text, nullable=False),
     _now(),
@@ -97,8 +103,8 @@ clients = Table(
 wallets = Table(
     "wallets",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
     Column("currency", Text, nullable=False),
     Column("available_minor", BigInteger, nullable=False),
     Column("held_minor", BigInteger, nullable=False),
@@ -116,9 +122,9 @@ wallets = Table(
 holds = Table(
     "holds",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
-    Column("hold_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
+    Column("hold_id", Key, nullable=False),
     Column("product_id", Text, nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
@@ -147,9 +153,9 @@ Index("holds_open_by_expiry", holds.c.expires_at_ms, postgresql_where=text("stat
 charges = Table(
     "charges",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
-    Column("command_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
+    Column("command_id", Key, nullable=False),
     Column("product_id", Text, nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
@@ -167,9 +173,9 @@ charges = Table(
 transfers = Table(
     "transfers",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
+    Column("id", BigInteger, nullable=False, autoincrement=True),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
     Column("command_id", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("target", Text, nullable=False),
@@ -179,15 +185,16 @@ transfers = Table(
     _now(),
     CheckConstraint("amount_minor > 0", name="transfer_amount_positive"),
     CheckConstraint("source <> target", name="transfer_between_two_accounts"),
+    # A client's transfers in order; `id` alone (unique by its sequence) needs no index.
+    PrimaryKeyConstraint("tenant", "client_id", "id", name="transfers_pkey"),
 )
-Index("transfers_by_client", transfers.c.tenant, transfers.c.client_id, transfers.c.id)
 
 # One row per command_id and tenant: the idempotency record and the stored result.
 processed_commands = Table(
     "processed_commands",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("command_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("command_id", Key, nullable=False),
     Column("client_id", Text, nullable=False),
     Column("payload_hash", LargeBinary, nullable=False),
     Column("applied", Boolean, nullable=False),
@@ -204,9 +211,9 @@ processed_commands = Table(
 applied_services = Table(
     "applied_services",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
-    Column("command_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("client_id", Key, nullable=False),
+    Column("command_id", Key, nullable=False),
     Column("kind", Text, nullable=False),
     Column("product_id", Text, nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
@@ -250,8 +257,8 @@ adjustments = Table(
 balance_pending = Table(
     "balance_pending",
     metadata,
-    Column("tenant", Text, nullable=False),
-    Column("command_id", Text, nullable=False),
+    Column("tenant", Key, nullable=False),
+    Column("command_id", Key, nullable=False),
     Column("client_id", Text, nullable=False),
     Column("payload_hash", LargeBinary, nullable=False),
     Column("kind", Text, nullable=False),
