@@ -141,6 +141,15 @@ class Writes:
 
 
 def write(cur: psycopg.Cursor, w: Writes) -> None:
+    # The processed records first: a command applied twice is refused by their primary key
+    # before any other table's (the ledger handler's idempotency by insert relies on it).
+    if w.processed:
+        _copy(
+            cur,
+            "processed_commands (tenant, command_id, client_id, payload_hash, applied, result,"
+            " source_topic, source_partition, source_offset)",
+            w.processed,
+        )
     if w.clients:
         _copy(cur, "clients (tenant, client_id, name, email)", w.clients)
     if w.new_wallets:
@@ -250,13 +259,6 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             "transfers (tenant, client_id, command_id, source, target, amount_minor, currency,"
             " record_ts_ms)",
             w.transfers,
-        )
-    if w.processed:
-        _copy(
-            cur,
-            "processed_commands (tenant, command_id, client_id, payload_hash, applied, result,"
-            " source_topic, source_partition, source_offset)",
-            w.processed,
         )
     if w.adjustments:
         _copy(

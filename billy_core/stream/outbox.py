@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -73,6 +73,17 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.records)
 
+    def checkpoint(self) -> Callable[[], None]:
+        """A function that takes this outbox back to what it holds now: for a handler that
+        undoes its own work (a savepoint rolled back) and does it again."""
+        seq, held = self.seq, len(self.records)
+
+        def rewind() -> None:
+            self.seq = seq
+            del self.records[held:]
+
+        return rewind
+
     def at(self, record: Record) -> Outbox:
         """The outbox of `record`'s input partition: this one, in a transaction of one
         partition. A handler that lets the engine merge partitions (`Handler.mergeable`)
@@ -95,6 +106,15 @@ class MergedOutbox(Outbox):
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a merged transaction's outputs go through at(record).add(...)")
+
+    def checkpoint(self) -> Callable[[], None]:
+        rewinds = [box.checkpoint() for box in self.boxes.values()]
+
+        def rewind() -> None:
+            for each in rewinds:
+                each()
+
+        return rewind
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.boxes.values())

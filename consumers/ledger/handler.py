@@ -12,8 +12,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import psycopg
@@ -29,6 +30,7 @@ from billy_core.codec import (
     encode_wallet_snapshot,
 )
 from billy_core.commands import (
+    BALANCE_BODIES,
     Adjust,
     Command,
     ConfirmHold,
@@ -59,6 +61,17 @@ from consumers.ledger.payments import PaymentItem
 # A dict, not ServiceKind(kind): an enum's call costs ~1 µs, once per applied line.
 _SERVICE_KINDS = {kind.value: kind for kind in ServiceKind}
 
+log = logging.getLogger("billy.ledger")
+
+# Idempotency by insert (`LedgerHandler.apply`): from this many commands in a batch, ids
+# are not looked up first; the processed_commands primary key finds a resend instead. Below
+# it, the savepoint's two round trips cost more than the lookup saves.
+INSERT_FIRST_MIN = 64
+# After a resend was found that way, every id is looked up first for this long: a client
+# that resends a lot makes the ledger do each of its batches once, not twice.
+LOOK_UP_FIRST_S = 30.0
+_PROCESSED_KEY = "processed_commands_pkey"
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -81,6 +94,7 @@ class LedgerHandler:
         self.tenants = tenants
         self.group = group
         self.balance_gateway = balance_gateway  # False: no Balance (balance_intents doc)
+        self._look_up_until = 0.0  # monotonic time; see LOOK_UP_FIRST_S
 
     def subscription(self) -> list[str]:
         # Balance outcomes from the gateway come back on the internal events topic.
@@ -156,7 +170,40 @@ class LedgerHandler:
         if batch.topic == self.topics.internal_events:  # one topic per batch: Balance events
             return self._apply_events(cur, batch, outbox)
         fresh = cast(Sequence[Decoded], batch.items)
-        processed = store.load_processed(cur, _idempotency_keys(fresh))
+        if len(fresh) >= INSERT_FIRST_MIN and time.monotonic() >= self._look_up_until:
+            # Idempotency by insert. Looking up every id of a big batch cost PostgreSQL
+            # ~5 µs a command, and a resend is rare: the batch is applied as if none had been
+            # seen, in a savepoint. A resend then inserts its id into processed_commands a
+            # second time; the primary key refuses it, the savepoint is rolled back with what
+            # the batch added to the outbox, and the batch is applied again the careful way,
+            # with every id looked up. Every command decided anew writes a processed row
+            # (rejected ones too), except invalid ones (never remembered) and Balance-bound
+            # ones (pending): their ids are looked up either way.
+            rewind = outbox.checkpoint()
+            try:
+                with cur.connection.transaction():
+                    return self._apply_commands(cur, fresh, outbox, _keys_not_found_by_insert)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != _PROCESSED_KEY:
+                    raise
+                rewind()
+                self._look_up_until = time.monotonic() + LOOK_UP_FIRST_S
+                log.info(
+                    "%s/%d: a command seen before; applying the batch with its ids looked up",
+                    batch.topic,
+                    batch.partition,
+                )
+        return self._apply_commands(cur, fresh, outbox, _idempotency_keys)
+
+    def _apply_commands(
+        self,
+        cur: psycopg.Cursor,
+        fresh: Sequence[Decoded],
+        outbox: Outbox,
+        looked_up: Callable[[Sequence[Decoded]], set[tuple[str, str]]],
+    ) -> Summary:
+        """Apply the commands, the processed records of the ids `looked_up` picks loaded."""
+        processed = store.load_processed(cur, looked_up(fresh))
         processed.update(balance_intents.load_pending(cur, _idempotency_keys(fresh)))
         states = store.load_states(cur, *_references(fresh))
         loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
@@ -243,6 +290,12 @@ def _idempotency_keys(fresh: Sequence[Decoded]) -> set[tuple[str, str]]:
         if isinstance(body, ConfirmHold | ReleaseHold):
             keys.add((d.namespace, expire_command_id(d.command.client_id, body.hold_id)))
     return keys
+
+
+def _keys_not_found_by_insert(fresh: Sequence[Decoded]) -> set[tuple[str, str]]:
+    """The ids of a batch applied by insert that must still be looked up: Balance-bound
+    commands, which go pending (no processed row) when decided anew (`LedgerHandler.apply`)."""
+    return _idempotency_keys([d for d in fresh if isinstance(d.command.body, BALANCE_BODIES)])
 
 
 class _Batch:

@@ -1,0 +1,208 @@
+"""Idempotency by insert (consumers.ledger.handler, `LedgerHandler.apply`): a batch of at
+least INSERT_FIRST_MIN commands is applied without looking its ids up first; a resend among
+them is found by the processed_commands primary key, and the batch is applied again with
+every id looked up. These tests check that a resend is still answered exactly as before:
+the stored result, marked duplicate, the ledger moved once; another payload under a used id
+is a conflict; a Balance-bound command answered earlier is not sent to Balance again.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from billy_core.codec import decode_result, encode_command, encode_result
+from billy_core.commands import Adjust, Charge, Command, RegisterClient, TransferCredit
+from billy_core.idempotency import payload_hash
+from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
+from billy_core.results import Code, Result, Status
+from billy_core.stream import Record, positions
+from billy_core.stream.apply_step import PartitionWork, apply_batch
+from billy_core.stream.outbox import unpack
+from consumers.ledger.handler import INSERT_FIRST_MIN, LedgerHandler
+
+pytestmark = pytest.mark.integration
+
+TOPICS = TopicNames("i")
+TENANT = "autoru"
+BIG = INSERT_FIRST_MIN + 6
+
+
+class Partition:
+    """One partition of a fresh handler: applies batches and reads back their results."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        partition: int,
+        *,
+        gateway: bool = False,
+        tenant: str = TENANT,
+    ):
+        self.conn, self.partition = conn, partition
+        self.topic = TOPICS.commands(tenant)
+        self.admin = tenant == ADMIN_TENANT
+        self.handler = LedgerHandler(
+            TOPICS, frozenset({TENANT}), f"g{partition}", balance_gateway=gateway
+        )
+        self.offset = positions.claim(conn, self.handler.group, self.topic, partition).next_offset
+
+    def apply(self, commands: list[Command]) -> list[Result]:
+        first = self.offset
+        items = [
+            self.handler.decode(
+                Record(
+                    self.topic,
+                    self.partition,
+                    first + i,
+                    1_000 + i,
+                    (f"{TENANT}/{c.client_id}" if self.admin else c.client_id).encode(),
+                    encode_command(c),
+                )
+            )
+            for i, c in enumerate(commands)
+        ]
+        work = PartitionWork(self.topic, self.partition, first, first + len(items) - 1, items, ())
+        apply_batch(self.conn, self.handler, "i", TOPICS.dlq, work)
+        self.offset = first + len(items)
+        return self.results_from(first)
+
+    def results_from(self, offset: int) -> list[Result]:
+        """The results of this partition's records from `offset` on, in order (an outbox row
+        is one record, or a packed batch of them)."""
+        rows = self.conn.execute(
+            "SELECT topic, value, event_id, batch FROM outbox WHERE shard = %s ORDER BY seq",
+            (f"{self.topic}/{self.partition}",),
+        ).fetchall()
+        records = [
+            record
+            for topic, value, event_id, batch in rows
+            for record in (
+                unpack(batch) if batch is not None else [(topic, None, value, event_id, [])]
+            )
+        ]
+        return [
+            decode_result(bytes(value))
+            for topic, _, value, event_id, _ in records
+            if topic.endswith(".results") and value is not None
+            if int(event_id.rsplit(":", 1)[1]) >= offset
+        ]
+
+
+def _charges(client: str, prefix: str, n: int, amount: int = 10) -> list[Command]:
+    return [Command(f"{prefix}{i}", client, 2, Charge("p", amount, "RUB")) for i in range(n)]
+
+
+def _fund(conn: psycopg.Connection, client: str, amount: int) -> None:
+    admin = Partition(conn, 0, tenant=ADMIN_TENANT)
+    (result,) = admin.apply(
+        [Command(f"fund-{client}", client, 1, Adjust(amount, "RUB", "ops", "t"))]
+    )
+    assert result.code is Code.OK, result
+
+
+def _available(conn: psycopg.Connection, client: str) -> int:
+    row = conn.execute(
+        "SELECT available_minor FROM wallets WHERE tenant = %s AND client_id = %s",
+        (TENANT, client),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def conn(database_url):
+    with psycopg.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+def test_a_resend_in_a_big_batch_gets_its_stored_result_and_moves_nothing(conn):
+    p = Partition(conn, 0)
+    p.apply(
+        [
+            Command("r1", "c1", 1, RegisterClient("A", "a@x.ru", "RUB")),
+        ]
+    )
+    _fund(conn, "c1", 100_000)
+    first = p.apply(_charges("c1", "a", BIG))
+    assert [r.code for r in first] == [Code.OK] * BIG
+    assert _available(conn, "c1") == 100_000 - 10 * BIG
+
+    # A big batch of new charges with one resend in the middle.
+    batch = _charges("c1", "b", BIG)
+    batch.insert(BIG // 2, _charges("c1", "a", 4)[3])
+    results = p.apply(batch)
+
+    assert len(results) == BIG + 1
+    resent = results[BIG // 2]
+    assert resent.duplicate and resent.command_id == "a3"
+    assert resent == Result(**{**_fields(first[3]), "duplicate": True})
+    assert [r.code for r in results] == [Code.OK] * (BIG + 1)
+    assert sum(r.duplicate for r in results) == 1
+    assert _available(conn, "c1") == 100_000 - 10 * BIG * 2
+    (charged,) = conn.execute("SELECT count(*) FROM charges").fetchone()
+    assert charged == 2 * BIG
+    # After a resend the handler looks ids up for a while: the next big batch is careful.
+    assert p.handler._look_up_until > 0
+
+
+def test_another_payload_under_a_used_id_is_a_conflict_in_a_big_batch(conn):
+    p = Partition(conn, 1)
+    p.apply(
+        [
+            Command("r2", "c2", 1, RegisterClient("B", "b@x.ru", "RUB")),
+        ]
+    )
+    _fund(conn, "c2", 100_000)
+    p.apply([Command("used", "c2", 2, Charge("p", 10, "RUB"))])
+    batch = _charges("c2", "n", BIG)
+    batch.append(Command("used", "c2", 2, Charge("p", 99, "RUB")))
+    results = p.apply(batch)
+
+    assert results[-1].status is Status.REJECTED
+    assert results[-1].code is Code.IDEMPOTENCY_CONFLICT
+    assert not results[-1].duplicate
+    assert _available(conn, "c2") == 100_000 - 10 - 10 * BIG
+
+
+def test_a_balance_bound_command_answered_before_is_not_sent_to_balance_again(conn):
+    p = Partition(conn, 2, gateway=True)
+    p.apply([Command("r3", "c3", 1, RegisterClient("C", "c@x.ru", "RUB"))])
+    # Balance answered an earlier TransferCredit: its processed row holds the Result, and
+    # it is no longer pending (as balance_intents.apply_outcomes leaves it).
+    earlier = Command("credit", "c3", 2, TransferCredit(5_000, "RUB"))
+    answer = Result(
+        "credit", "c3", Status.APPLIED, Code.OK, "credited", "RUB", 5_000, 0, 2, False, 1_000
+    )
+    conn.execute(
+        "INSERT INTO processed_commands (tenant, command_id, client_id, payload_hash, applied,"
+        " result, source_topic, source_partition, source_offset)"
+        " VALUES (%s, 'credit', 'c3', %s, true, %s, %s, 2, 1)",
+        (TENANT, payload_hash(earlier), encode_result(answer), p.topic),
+    )
+    pending_before = conn.execute("SELECT count(*) FROM balance_pending").fetchone()
+
+    batch = _charges("c3", "h", BIG)  # rejected (no money), and written all the same
+    batch.append(earlier)
+    results = p.apply(batch)
+
+    assert results[-1] == Result(**{**_fields(answer), "duplicate": True})
+    assert conn.execute("SELECT count(*) FROM balance_pending").fetchone() == pending_before
+    # The insert found no resend (the credit was looked up): the batch went through once.
+    assert p.handler._look_up_until == 0
+
+
+def test_small_batches_look_ids_up_first(conn):
+    """Below INSERT_FIRST_MIN no savepoint: a resend is found by the lookup, so the insert
+    never meets it and the handler does not turn careful."""
+    p = Partition(conn, 3)
+    p.apply([Command("r4", "c4", 1, RegisterClient("D", "d@x.ru", "RUB"))])
+    first = p.apply(_charges("c4", "s", 3))
+    again = p.apply(_charges("c4", "s", 3))
+    assert [r.duplicate for r in again] == [True] * 3
+    assert [r.code for r in again] == [r.code for r in first]
+    assert p.handler._look_up_until == 0
+
+
+def _fields(result: Result) -> dict[str, object]:
+    return {name: getattr(result, name) for name in Result.__dataclass_fields__}
