@@ -404,6 +404,10 @@ num.recovery.threads.per.data.dir=1
 background.threads=4
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=16777216
+# A deleted topic's files go a second after its deletion, not a minute (the default): every
+# bench run deletes its topics (about 150 partitions), and a minute later their log
+# files were deleted in the middle of the next run, and billed to it.
+log.segment.delete.delay.ms=1000
 # Two busy cores can otherwise get the broker fenced by its own controller. It is also
 # how long a restart after SIGKILL takes: the new incarnation cannot register until the
 # killed one's session expires (BILLY_KAFKA_SESSION_TIMEOUT_MS).
