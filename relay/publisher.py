@@ -71,9 +71,13 @@ _Bytes = bytes | memoryview | None
 # JSONB loaded) and a null batch, or nulls and a packed batch.
 _OutboxRow = tuple[str, int, str | None, _Bytes, _Bytes, str | None, object, _Bytes]
 
+# Published rows of each shard, from above the last cleanup: without that lower bound every
+# DELETE walked the shard's index from its start, through the entries of the rows deleted
+# since the last vacuum (5 ms a call at 2,000 commands/s, PostgreSQL's costliest statement).
 _DELETE = (
-    "DELETE FROM outbox o USING unnest(%b::text[], %b::bigint[]) AS p(shard, seq)"
-    " WHERE o.deployment = %s AND o.shard = p.shard AND o.seq <= p.seq"
+    "DELETE FROM outbox o USING unnest(%b::text[], %b::bigint[], %b::bigint[])"
+    " AS p(shard, after, upto)"
+    " WHERE o.deployment = %s AND o.shard = p.shard AND o.seq > p.after AND o.seq <= p.upto"
 )
 
 
@@ -91,6 +95,8 @@ class Relay:
         self._conn: psycopg.Connection | None = None
         self._backlog_due = 0.0
         self._cleanup_pending = False  # a cleanup failed: published rows still in the outbox
+        # Per shard, the seq up to which its rows are deleted (unknown, so 0, at start).
+        self._cleaned: dict[str, int] = {}
         # Records the broker refused as too large in a delivery report, as (shard, seq, index
         # in the row): sent as stand-ins next.
         self._oversized: set[tuple[str, int, int]] = set()
@@ -278,9 +284,10 @@ class Relay:
             return
         try:
             with self._db().cursor() as cur:
-                cur.execute(
-                    _DELETE, (list(published), list(published.values()), self.topics.prefix)
-                )
+                shards = list(published)
+                after = [self._cleaned.get(shard, 0) for shard in shards]
+                upto = [published[shard] for shard in shards]
+                cur.execute(_DELETE, (shards, after, upto, self.topics.prefix))
                 if time.monotonic() >= self._backlog_due:  # a count is a scan: not every loop
                     cur.execute(
                         "SELECT coalesce(sum(records), 0),"
@@ -294,6 +301,7 @@ class Relay:
                     metrics.outbox_backlog.set(counted[0])
                     metrics.outbox_oldest_seconds.set(float(counted[1]))
                     self._backlog_due = time.monotonic() + 5.0
+            self._cleaned.update(published)
             self._cleanup_pending = False
         except psycopg.OperationalError as exc:
             # Harmless: published rows are skipped by position and deleted later.
