@@ -175,7 +175,9 @@ class Relay:
         for attempt in retry.transient("relay", "reading the outbox"):
             with attempt:
                 try:
-                    with self._db().cursor() as cur:
+                    # Binary results: a packed batch (hundreds of KiB) comes as its bytes,
+                    # not hex-escaped by the server and unescaped here.
+                    with self._db().cursor(binary=True) as cur:
                         cur.execute(_FETCH, params)
                         return cur.fetchall()
                 except psycopg.OperationalError:
