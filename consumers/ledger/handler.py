@@ -178,13 +178,18 @@ class LedgerHandler:
             # the batch added to the outbox, and the batch is applied again the careful way,
             # with every id looked up. Every command decided anew writes a processed row
             # (rejected ones too), except invalid ones (never remembered) and Balance-bound
-            # ones (pending): their ids are looked up either way.
+            # ones (pending): their ids are looked up either way. A resent charge can also
+            # meet its own charge record first (loaded for a refund in the batch): the
+            # core's "applied twice" invariant then sends the batch the careful way too,
+            # where a real breach of it raises again and stops the process, as always.
             rewind = outbox.checkpoint()
             try:
                 with cur.connection.transaction():
                     return self._apply_commands(cur, fresh, outbox, _keys_not_found_by_insert)
-            except psycopg.errors.UniqueViolation as exc:
-                if exc.diag.constraint_name != _PROCESSED_KEY:
+            except (psycopg.errors.UniqueViolation, InvariantViolation) as exc:
+                if isinstance(exc, psycopg.errors.UniqueViolation) and (
+                    exc.diag.constraint_name != _PROCESSED_KEY
+                ):
                     raise
                 rewind()
                 self._look_up_until = time.monotonic() + LOOK_UP_FIRST_S

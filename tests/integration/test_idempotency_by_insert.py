@@ -12,7 +12,14 @@ import psycopg
 import pytest
 
 from billy_core.codec import decode_result, encode_command, encode_result
-from billy_core.commands import Adjust, Charge, Command, RegisterClient, TransferCredit
+from billy_core.commands import (
+    Adjust,
+    Charge,
+    Command,
+    Refund,
+    RegisterClient,
+    TransferCredit,
+)
 from billy_core.idempotency import payload_hash
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
 from billy_core.results import Code, Result, Status
@@ -144,6 +151,23 @@ def test_a_resend_in_a_big_batch_gets_its_stored_result_and_moves_nothing(conn):
     assert charged == 2 * BIG
     # After a resend the handler looks ids up for a while: the next big batch is careful.
     assert p.handler._look_up_until > 0
+
+
+def test_a_resent_charge_beside_a_refund_of_it_is_a_duplicate(conn):
+    """The refund loads the charge's record, so the resent charge meets it in the core before
+    its processed row meets the primary key (found by the long fault profile)."""
+    p = Partition(conn, 4)
+    p.apply([Command("r5", "c5", 1, RegisterClient("E", "e@x.ru", "RUB"))])
+    _fund(conn, "c5", 100_000)
+    (charged,) = p.apply([Command("paid", "c5", 2, Charge("p", 500, "RUB"))])
+    batch = _charges("c5", "f", BIG)
+    batch.append(Command("back", "c5", 3, Refund("paid", 200)))
+    batch.append(Command("paid", "c5", 2, Charge("p", 500, "RUB")))
+    results = p.apply(batch)
+
+    assert results[-2].code is Code.OK and not results[-2].duplicate
+    assert results[-1] == Result(**{**_fields(charged), "duplicate": True})
+    assert _available(conn, "c5") == 100_000 - 500 + 200 - 10 * BIG
 
 
 def test_another_payload_under_a_used_id_is_a_conflict_in_a_big_batch(conn):
