@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import psycopg
@@ -177,19 +177,14 @@ class LedgerHandler:
             # second time; the primary key refuses it, the savepoint is rolled back with what
             # the batch added to the outbox, and the batch is applied again the careful way,
             # with every id looked up. Every command decided anew writes a processed row
-            # (rejected ones too), except invalid ones (never remembered) and Balance-bound
-            # ones (pending): their ids are looked up either way. A resent charge can also
-            # meet its own charge record first (loaded for a refund in the batch): the
-            # core's "applied twice" invariant then sends the batch the careful way too,
-            # where a real breach of it raises again and stops the process, as always.
+            # (rejected ones too), except those `_keys_not_found_by_insert` names: their
+            # ids are looked up either way.
             rewind = outbox.checkpoint()
             try:
                 with cur.connection.transaction():
-                    return self._apply_commands(cur, fresh, outbox, _keys_not_found_by_insert)
-            except (psycopg.errors.UniqueViolation, InvariantViolation) as exc:
-                if isinstance(exc, psycopg.errors.UniqueViolation) and (
-                    exc.diag.constraint_name != _PROCESSED_KEY
-                ):
+                    return self._apply_commands(cur, fresh, outbox, careful=False)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != _PROCESSED_KEY:
                     raise
                 rewind()
                 self._look_up_until = time.monotonic() + LOOK_UP_FIRST_S
@@ -198,18 +193,16 @@ class LedgerHandler:
                     batch.topic,
                     batch.partition,
                 )
-        return self._apply_commands(cur, fresh, outbox, _idempotency_keys)
+        return self._apply_commands(cur, fresh, outbox, careful=True)
 
     def _apply_commands(
-        self,
-        cur: psycopg.Cursor,
-        fresh: Sequence[Decoded],
-        outbox: Outbox,
-        looked_up: Callable[[Sequence[Decoded]], set[tuple[str, str]]],
+        self, cur: psycopg.Cursor, fresh: Sequence[Decoded], outbox: Outbox, *, careful: bool
     ) -> Summary:
-        """Apply the commands, the processed records of the ids `looked_up` picks loaded."""
-        processed = store.load_processed(cur, looked_up(fresh))
-        processed.update(balance_intents.load_pending(cur, _idempotency_keys(fresh)))
+        """Apply the commands with the processed records of their ids loaded (`careful`), or
+        of only the ids an insert would not find (idempotency by insert, `apply`)."""
+        keys = _idempotency_keys(fresh)
+        processed = store.load_processed(cur, keys if careful else _keys_not_found_by_insert(fresh))
+        processed.update(balance_intents.load_pending(cur, keys))
         states = store.load_states(cur, *_references(fresh))
         loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
         loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
@@ -298,9 +291,17 @@ def _idempotency_keys(fresh: Sequence[Decoded]) -> set[tuple[str, str]]:
 
 
 def _keys_not_found_by_insert(fresh: Sequence[Decoded]) -> set[tuple[str, str]]:
-    """The ids of a batch applied by insert that must still be looked up: Balance-bound
-    commands, which go pending (no processed row) when decided anew (`LedgerHandler.apply`)."""
-    return _idempotency_keys([d for d in fresh if isinstance(d.command.body, BALANCE_BODIES)])
+    """The ids a batch applied by insert (`LedgerHandler.apply`) still looks up, because
+    deciding their resend anew would not reach the processed_commands primary key:
+    Balance-bound commands go pending (no processed row); a charge whose refund is in the
+    batch meets its own charge record, loaded for the refund, first (the core's "applied
+    twice" invariant, which stops the process)."""
+    keys = _idempotency_keys([d for d in fresh if isinstance(d.command.body, BALANCE_BODIES)])
+    for d in fresh:
+        body = d.command.body
+        if d.invalid is None and isinstance(body, Refund):
+            keys.add((d.namespace, body.charge_command_id))
+    return keys
 
 
 class _Batch:

@@ -154,8 +154,9 @@ def test_a_resend_in_a_big_batch_gets_its_stored_result_and_moves_nothing(conn):
 
 
 def test_a_resent_charge_beside_a_refund_of_it_is_a_duplicate(conn):
-    """The refund loads the charge's record, so the resent charge meets it in the core before
-    its processed row meets the primary key (found by the long fault profile)."""
+    """The refund loads the charge's record, so a resent charge decided anew would meet it in
+    the core before its processed row met the primary key (found by the long fault profile
+    as a crash loop): the charge's id is looked up first."""
     p = Partition(conn, 4)
     p.apply([Command("r5", "c5", 1, RegisterClient("E", "e@x.ru", "RUB"))])
     _fund(conn, "c5", 100_000)
@@ -168,6 +169,7 @@ def test_a_resent_charge_beside_a_refund_of_it_is_a_duplicate(conn):
     assert results[-2].code is Code.OK and not results[-2].duplicate
     assert results[-1] == Result(**{**_fields(charged), "duplicate": True})
     assert _available(conn, "c5") == 100_000 - 500 + 200 - 10 * BIG
+    assert p.handler._look_up_until == 0  # found by the lookup, not by the insert
 
 
 def test_another_payload_under_a_used_id_is_a_conflict_in_a_big_batch(conn):
