@@ -328,7 +328,8 @@ def ledger_state(world: World) -> list[tuple[object, ...]]:
             "SELECT 'w', tenant, client_id, available_minor, held_minor, version::text, ''"
             " FROM wallets UNION ALL SELECT 'h', tenant, client_id, amount_minor, confirmed_minor,"
             " status, hold_id FROM holds UNION ALL SELECT 'c', tenant, client_id, amount_minor,"
-            " refunded_minor, '', command_id FROM charges UNION ALL SELECT 't', tenant,"
+            " refunded_minor, '', command_id FROM applied_services WHERE kind = 'CHARGE'"
+            " UNION ALL SELECT 't', tenant,"
             " client_id, count(*), sum(amount_minor), '', '' FROM transfers GROUP BY 2, 3"
             " ORDER BY 1, 2, 3, 7"
         ).fetchall()

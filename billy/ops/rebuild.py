@@ -182,6 +182,12 @@ _KEYS = {
     "holds": ("tenant", "client_id", "hold_id"),
     "charges": ("tenant", "client_id", "command_id"),
 }
+# Where each rebuilt table's live rows are: charges are the applied-services log's CHARGE rows.
+_LIVE = {
+    "wallets": "wallets",
+    "holds": "holds",
+    "charges": "applied_services WHERE kind = 'CHARGE'",
+}
 
 
 def _columns(table: str) -> list[str]:
@@ -234,7 +240,7 @@ def differences(conn: psycopg.Connection, schema: str, limit: int) -> list[str]:
         rows = conn.execute(
             f"SELECT {key_sql}, l.tenant IS NOT NULL, r.tenant IS NOT NULL,"
             f" json_build_array({live}), json_build_array({rebuilt})"
-            f" FROM (SELECT {', '.join(columns)} FROM {table}) l"
+            f" FROM (SELECT {', '.join(columns)} FROM {_LIVE[table]}) l"
             f' FULL JOIN "{schema}".{table} r ON {on}'
             f" WHERE l.tenant IS NULL OR r.tenant IS NULL OR ({live}) IS DISTINCT FROM ({rebuilt})"
             f" ORDER BY 1, 2 LIMIT %s",

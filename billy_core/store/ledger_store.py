@@ -87,9 +87,9 @@ def load_states(
     if ids:
         cur.execute(
             "SELECT x.tenant, x.client_id, x.command_id, x.product_id, x.amount_minor,"
-            " x.currency, x.refunded_minor FROM charges x"
+            " x.currency, x.refunded_minor FROM applied_services x"
             " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(tenant, client_id, command_id)"
-            " USING (tenant, client_id, command_id)",
+            " USING (tenant, client_id, command_id) WHERE x.kind = 'CHARGE'",
             (t, c, ids),
         )
         for tenant, client_id, command_id, *rest in cur:
@@ -127,8 +127,8 @@ class Writes:
     changed_wallets: list[Wallet] = field(default_factory=list)
     new_holds: list[tuple[str, str, HoldRecord]] = field(default_factory=list)
     changed_holds: list[tuple[str, str, HoldRecord]] = field(default_factory=list)
-    new_charges: list[tuple[str, str, ChargeRecord]] = field(default_factory=list)
-    changed_charges: list[tuple[str, str, ChargeRecord]] = field(default_factory=list)
+    # Charges are the applied-services log's CHARGE rows (in `applied`); these had a refund.
+    refunded_charges: list[tuple[str, str, ChargeRecord]] = field(default_factory=list)
     transfers: list[tuple[str, str, str, str, str, int, str, int]] = field(default_factory=list)
     processed: list[tuple[str, str, str, bytes, bool, bytes, str, int, int]] = field(
         default_factory=list
@@ -228,31 +228,6 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
                 [h.settled_by for _, _, h in hs],
             ),
         )
-    if w.new_charges:
-        _copy(
-            cur,
-            "charges (tenant, client_id, command_id, product_id, amount_minor, currency,"
-            " refunded_minor)",
-            [
-                (t, c, x.command_id, x.product_id, x.amount_minor, x.currency, x.refunded_minor)
-                for t, c, x in w.new_charges
-            ],
-        )
-    if w.changed_charges:
-        cs = w.changed_charges
-        cur.execute(
-            "UPDATE charges x SET refunded_minor = u.refunded"
-            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[])"
-            " AS u(tenant, client_id, command_id, refunded)"
-            " WHERE x.tenant = u.tenant AND x.client_id = u.client_id"
-            " AND x.command_id = u.command_id",
-            (
-                [t for t, _, _ in cs],
-                [c for _, c, _ in cs],
-                [x.command_id for _, _, x in cs],
-                [x.refunded_minor for _, _, x in cs],
-            ),
-        )
     if w.transfers:
         _copy(
             cur,
@@ -274,6 +249,24 @@ def write(cur: psycopg.Cursor, w: Writes) -> None:
             " currency, refund_of, applied_at_ms)",
             w.applied,
         )
+    if w.refunded_charges:
+        # After the COPY above: a charge refunded in the batch that applied it is updated too.
+        cs = w.refunded_charges
+        cur.execute(
+            "UPDATE applied_services x SET refunded_minor = u.refunded"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[])"
+            " AS u(tenant, client_id, command_id, refunded)"
+            " WHERE x.tenant = u.tenant AND x.client_id = u.client_id"
+            " AND x.command_id = u.command_id AND x.kind = 'CHARGE'",
+            (
+                [t for t, _, _ in cs],
+                [c for _, c, _ in cs],
+                [x.command_id for _, _, x in cs],
+                [x.refunded_minor for _, _, x in cs],
+            ),
+        )
+        if cur.rowcount != len(cs):
+            raise RuntimeError(f"charge update matched {cur.rowcount} of {len(cs)} rows")
 
 
 def _copy(cur: psycopg.Cursor, target: str, rows: Iterable[tuple[object, ...]]) -> None:

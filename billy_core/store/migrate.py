@@ -35,6 +35,11 @@ def upgrade(sqlalchemy_url: str, revision: str = HEAD) -> None:
                 config.attributes["connection"] = conn  # env.py migrates on this connection
                 command.upgrade(config, revision)
                 conn.commit()
+            except BaseException:
+                # A failed migration leaves the transaction aborted: roll back first, so the
+                # unlock below can run and the migration's own error is the one raised.
+                conn.rollback()
+                raise
             finally:
                 conn.execute(
                     sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}

@@ -149,25 +149,6 @@ holds = Table(
 # The sweeper looks for open holds past their time; the index holds only open ones.
 Index("holds_open_by_expiry", holds.c.expires_at_ms, postgresql_where=text("status = 'open'"))
 
-# What can be refunded: applied charges and confirmed holds.
-charges = Table(
-    "charges",
-    metadata,
-    Column("tenant", Key, nullable=False),
-    Column("client_id", Key, nullable=False),
-    Column("command_id", Key, nullable=False),
-    Column("product_id", Text, nullable=False),
-    Column("amount_minor", BigInteger, nullable=False),
-    Column("currency", Text, nullable=False),
-    Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
-    _now(),
-    PrimaryKeyConstraint("tenant", "client_id", "command_id"),
-    CheckConstraint("amount_minor > 0", name="charge_amount_positive"),
-    CheckConstraint(
-        "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_charge"
-    ),
-)
-
 # The double entries. Immutable: billy only ever inserts here. One row moves a positive amount
 # from `source` to `target`, so every set of rows sums to zero per currency by construction.
 transfers = Table(
@@ -207,7 +188,10 @@ processed_commands = Table(
     PrimaryKeyConstraint("tenant", "command_id"),
 )
 
-# The applied-services log, for the read API (the topic carries the same rows).
+# The applied-services log, for the read API (the topic carries the same rows). Its CHARGE
+# rows are also what can be refunded (a Charge, or the ConfirmHold that took revenue):
+# `refunded_minor` says how much of each went back. They were a table of their own, `charges`,
+# one more row and index entry per charge, until migration 0012.
 applied_services = Table(
     "applied_services",
     metadata,
@@ -220,9 +204,14 @@ applied_services = Table(
     Column("currency", Text, nullable=False),
     Column("refund_of", Text),
     Column("applied_at_ms", BigInteger, nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("tenant", "client_id", "command_id"),
     CheckConstraint("kind IN ('CHARGE', 'REFUND', 'PAYMENT')", name="applied_kind_known"),
     CheckConstraint("amount_minor > 0", name="applied_amount_positive"),
+    CheckConstraint(
+        "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_charge"
+    ),
+    CheckConstraint("kind = 'CHARGE' OR refunded_minor = 0", name="only_charges_refunded"),
 )
 Index(
     "applied_services_by_time",

@@ -205,12 +205,11 @@ class LedgerHandler:
         processed.update(balance_intents.load_pending(cur, keys))
         states = store.load_states(cur, *_references(fresh))
         loaded_holds = {(*k, h) for k, st in states.items() for h in st.holds}
-        loaded_charges = {(*k, c) for k, st in states.items() for c in st.charges}
         rows = _Batch(self.topics, outbox)
         rows.intents.enabled = self.balance_gateway
         for item in fresh:
             rows.command(item, processed, states)
-        rows.snapshots(states, loaded_holds, loaded_charges)
+        rows.snapshots(states, loaded_holds)
         store.write(cur, rows.writes)
         rows.intents.write(cur)
         # Postcondition, on in production: every changed wallet's held balance is the sum
@@ -503,7 +502,6 @@ class _Batch:
         self,
         states: dict[ClientKey, ClientState],
         loaded_holds: set[HoldKey],
-        loaded_charges: set[HoldKey],
     ) -> None:
         """The changed rows (new ones apart from loaded ones), and one snapshot per changed
         wallet per batch: the compacted topic keeps the last."""
@@ -517,9 +515,11 @@ class _Batch:
                 loaded = (*key, hold_id) in loaded_holds
                 (w.changed_holds if loaded else w.new_holds).append(hold)
             for command_id in sorted(state.dirty_charges):
-                charge = (key[0], key[1], state.charges[command_id])
-                loaded = (*key, command_id) in loaded_charges
-                (w.changed_charges if loaded else w.new_charges).append(charge)
+                # A new charge's row is its applied-services CHARGE line; only a refund
+                # changes what is stored.
+                charge = state.charges[command_id]
+                if charge.refunded_minor:
+                    w.refunded_charges.append((key[0], key[1], charge))
             record = WalletSnapshot(
                 tenant=key[0],
                 client_id=key[1],

@@ -179,3 +179,69 @@ def test_migrations_go_up_and_down_and_match_the_tables(stack):
     finally:
         with psycopg.connect(stack["pg"], autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_database(stack) -> tuple[str, str]:
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(stack["pg"], autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, stack["pg"].rpartition("/")[0] + "/" + name
+
+
+def _charge_rows(conn: psycopg.Connection, refunded: int, *, applied: bool = True) -> None:
+    """A charge of 100 as migration 0011 stored it: its applied-services row and its own row."""
+    if applied:
+        conn.execute(
+            "INSERT INTO applied_services (tenant, client_id, command_id, kind, product_id,"
+            " amount_minor, currency, applied_at_ms) VALUES"
+            " ('t', 'c1', 'ch-1', 'CHARGE', 'vin', 100, 'RUB', 1),"
+            " ('t', 'c1', 'rf-1', 'REFUND', 'vin', 30, 'RUB', 2)"
+        )
+    conn.execute(
+        "INSERT INTO charges (tenant, client_id, command_id, product_id, amount_minor, currency,"
+        " refunded_minor) VALUES ('t', 'c1', 'ch-1', 'vin', 100, 'RUB', %s)",
+        (refunded,),
+    )
+
+
+def test_migration_0012_keeps_what_each_charge_had_refunded(stack):
+    name, pg = _fresh_database(stack)
+    try:
+        url = Settings(database_url=pg).sqlalchemy_url
+        migrate.upgrade(url, "0011")
+        with psycopg.connect(pg, autocommit=True) as conn:
+            _charge_rows(conn, refunded=30)
+        migrate.upgrade(url)
+        with psycopg.connect(pg, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT command_id, kind, refunded_minor FROM applied_services ORDER BY 1"
+            ).fetchall()
+            assert rows == [("ch-1", "CHARGE", 30), ("rf-1", "REFUND", 0)]
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute("UPDATE applied_services SET refunded_minor = 101")
+        migrate.downgrade(url, "0011")
+        with psycopg.connect(pg, autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT command_id, amount_minor, refunded_minor FROM charges"
+            ).fetchall() == [("ch-1", 100, 30)]
+    finally:
+        with psycopg.connect(stack["pg"], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0012_refuses_a_charge_it_cannot_place(stack):
+    name, pg = _fresh_database(stack)
+    try:
+        url = Settings(database_url=pg).sqlalchemy_url
+        migrate.upgrade(url, "0011")
+        with psycopg.connect(pg, autocommit=True) as conn:
+            _charge_rows(conn, refunded=0, applied=False)
+        with pytest.raises(Exception, match="charge t/c1/ch-1 has no matching CHARGE row"):
+            migrate.upgrade(url)
+        with psycopg.connect(pg, autocommit=True) as conn:
+            # Nothing changed: the charge is still where it was, the database at 0011.
+            assert conn.execute("SELECT count(*) FROM charges").fetchone() == (1,)
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
+    finally:
+        with psycopg.connect(stack["pg"], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -11,110 +11,20 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from billy_core.codec import decode_result, encode_command, encode_result
-from billy_core.commands import (
-    Adjust,
-    Charge,
-    Command,
-    Refund,
-    RegisterClient,
-    TransferCredit,
-)
+from billy_core.codec import encode_result
+from billy_core.commands import Charge, Command, Refund, RegisterClient, TransferCredit
 from billy_core.idempotency import payload_hash
-from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
 from billy_core.results import Code, Result, Status
-from billy_core.stream import Record, positions
-from billy_core.stream.apply_step import PartitionWork, apply_batch
-from billy_core.stream.outbox import unpack
-from consumers.ledger.handler import INSERT_FIRST_MIN, LedgerHandler
+from consumers.ledger.handler import INSERT_FIRST_MIN
+from tests.integration.ledger_partition import TENANT, Partition, available, fund
 
 pytestmark = pytest.mark.integration
 
-TOPICS = TopicNames("i")
-TENANT = "autoru"
 BIG = INSERT_FIRST_MIN + 6
-
-
-class Partition:
-    """One partition of a fresh handler: applies batches and reads back their results."""
-
-    def __init__(
-        self,
-        conn: psycopg.Connection,
-        partition: int,
-        *,
-        gateway: bool = False,
-        tenant: str = TENANT,
-    ):
-        self.conn, self.partition = conn, partition
-        self.topic = TOPICS.commands(tenant)
-        self.admin = tenant == ADMIN_TENANT
-        self.handler = LedgerHandler(
-            TOPICS, frozenset({TENANT}), f"g{partition}", balance_gateway=gateway
-        )
-        self.offset = positions.claim(conn, self.handler.group, self.topic, partition).next_offset
-
-    def apply(self, commands: list[Command]) -> list[Result]:
-        first = self.offset
-        items = [
-            self.handler.decode(
-                Record(
-                    self.topic,
-                    self.partition,
-                    first + i,
-                    1_000 + i,
-                    (f"{TENANT}/{c.client_id}" if self.admin else c.client_id).encode(),
-                    encode_command(c),
-                )
-            )
-            for i, c in enumerate(commands)
-        ]
-        work = PartitionWork(self.topic, self.partition, first, first + len(items) - 1, items, ())
-        apply_batch(self.conn, self.handler, "i", TOPICS.dlq, work)
-        self.offset = first + len(items)
-        return self.results_from(first)
-
-    def results_from(self, offset: int) -> list[Result]:
-        """The results of this partition's records from `offset` on, in order (an outbox row
-        is one record, or a packed batch of them)."""
-        rows = self.conn.execute(
-            "SELECT topic, value, event_id, batch FROM outbox WHERE shard = %s ORDER BY seq",
-            (f"{self.topic}/{self.partition}",),
-        ).fetchall()
-        records = [
-            record
-            for topic, value, event_id, batch in rows
-            for record in (
-                unpack(batch) if batch is not None else [(topic, None, value, event_id, [])]
-            )
-        ]
-        return [
-            decode_result(bytes(value))
-            for topic, _, value, event_id, _ in records
-            if topic.endswith(".results") and value is not None
-            if int(event_id.rsplit(":", 1)[1]) >= offset
-        ]
 
 
 def _charges(client: str, prefix: str, n: int, amount: int = 10) -> list[Command]:
     return [Command(f"{prefix}{i}", client, 2, Charge("p", amount, "RUB")) for i in range(n)]
-
-
-def _fund(conn: psycopg.Connection, client: str, amount: int) -> None:
-    admin = Partition(conn, 0, tenant=ADMIN_TENANT)
-    (result,) = admin.apply(
-        [Command(f"fund-{client}", client, 1, Adjust(amount, "RUB", "ops", "t"))]
-    )
-    assert result.code is Code.OK, result
-
-
-def _available(conn: psycopg.Connection, client: str) -> int:
-    row = conn.execute(
-        "SELECT available_minor FROM wallets WHERE tenant = %s AND client_id = %s",
-        (TENANT, client),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.fixture
@@ -130,10 +40,10 @@ def test_a_resend_in_a_big_batch_gets_its_stored_result_and_moves_nothing(conn):
             Command("r1", "c1", 1, RegisterClient("A", "a@x.ru", "RUB")),
         ]
     )
-    _fund(conn, "c1", 100_000)
+    fund(conn, "c1", 100_000)
     first = p.apply(_charges("c1", "a", BIG))
     assert [r.code for r in first] == [Code.OK] * BIG
-    assert _available(conn, "c1") == 100_000 - 10 * BIG
+    assert available(conn, "c1") == 100_000 - 10 * BIG
 
     # A big batch of new charges with one resend in the middle.
     batch = _charges("c1", "b", BIG)
@@ -146,8 +56,10 @@ def test_a_resend_in_a_big_batch_gets_its_stored_result_and_moves_nothing(conn):
     assert resent == Result(**{**_fields(first[3]), "duplicate": True})
     assert [r.code for r in results] == [Code.OK] * (BIG + 1)
     assert sum(r.duplicate for r in results) == 1
-    assert _available(conn, "c1") == 100_000 - 10 * BIG * 2
-    (charged,) = conn.execute("SELECT count(*) FROM charges").fetchone()
+    assert available(conn, "c1") == 100_000 - 10 * BIG * 2
+    (charged,) = conn.execute(
+        "SELECT count(*) FROM applied_services WHERE kind = 'CHARGE'"
+    ).fetchone()
     assert charged == 2 * BIG
     # After a resend the handler looks ids up for a while: the next big batch is careful.
     assert p.handler._look_up_until > 0
@@ -159,7 +71,7 @@ def test_a_resent_charge_beside_a_refund_of_it_is_a_duplicate(conn):
     as a crash loop): the charge's id is looked up first."""
     p = Partition(conn, 4)
     p.apply([Command("r5", "c5", 1, RegisterClient("E", "e@x.ru", "RUB"))])
-    _fund(conn, "c5", 100_000)
+    fund(conn, "c5", 100_000)
     (charged,) = p.apply([Command("paid", "c5", 2, Charge("p", 500, "RUB"))])
     batch = _charges("c5", "f", BIG)
     batch.append(Command("back", "c5", 3, Refund("paid", 200)))
@@ -168,7 +80,7 @@ def test_a_resent_charge_beside_a_refund_of_it_is_a_duplicate(conn):
 
     assert results[-2].code is Code.OK and not results[-2].duplicate
     assert results[-1] == Result(**{**_fields(charged), "duplicate": True})
-    assert _available(conn, "c5") == 100_000 - 500 + 200 - 10 * BIG
+    assert available(conn, "c5") == 100_000 - 500 + 200 - 10 * BIG
     assert p.handler._look_up_until == 0  # found by the lookup, not by the insert
 
 
@@ -179,7 +91,7 @@ def test_another_payload_under_a_used_id_is_a_conflict_in_a_big_batch(conn):
             Command("r2", "c2", 1, RegisterClient("B", "b@x.ru", "RUB")),
         ]
     )
-    _fund(conn, "c2", 100_000)
+    fund(conn, "c2", 100_000)
     p.apply([Command("used", "c2", 2, Charge("p", 10, "RUB"))])
     batch = _charges("c2", "n", BIG)
     batch.append(Command("used", "c2", 2, Charge("p", 99, "RUB")))
@@ -188,7 +100,7 @@ def test_another_payload_under_a_used_id_is_a_conflict_in_a_big_batch(conn):
     assert results[-1].status is Status.REJECTED
     assert results[-1].code is Code.IDEMPOTENCY_CONFLICT
     assert not results[-1].duplicate
-    assert _available(conn, "c2") == 100_000 - 10 - 10 * BIG
+    assert available(conn, "c2") == 100_000 - 10 - 10 * BIG
 
 
 def test_a_balance_bound_command_answered_before_is_not_sent_to_balance_again(conn):
