@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -66,6 +67,23 @@ def load_in_one_transaction(
     return {"write_s": written - started, "commit_started": written, "commit_done": time.time()}
 
 
+class _Lingering:
+    """The SDK before its idle flush: every record lingers linger.ms."""
+
+    def sent(self, idle: bool) -> None:
+        pass
+
+
+def _idle_flush(producer: Producer) -> Any:
+    """The SDK's idle flush (producers/_idle_flush.py) as the commit under test has it:
+    bench/compare.sh also runs commits from before it, whose clients always lingered."""
+    try:
+        from producers._idle_flush import IdleFlush
+    except ImportError:
+        return _Lingering()
+    return IdleFlush(producer, "bench-paced")
+
+
 class PacedProducer:
     """The tenant's producer (idempotent, acks=all: billy_core.kafka.config.plain_producer),
     sending at a fixed rate. `warm()` first, so its connection, metadata and producer id are
@@ -75,13 +93,22 @@ class PacedProducer:
         self.topic = topic
         self.producer = Producer(kafka_config.plain_producer(settings, "bench-paced"))
         self.failed: list = []
+        # As the SDK's clients do (producers/client.py): linger only while records are in
+        # flight; a record sent with none goes out at once.
+        self.in_flight = 0
+        self.lock = threading.Lock()  # reports may be served on the flushing thread
+        self.idle_flush = _idle_flush(self.producer)
 
     def _on_delivery(self, err, _msg) -> None:
+        with self.lock:
+            self.in_flight -= 1
         if err is not None:
             self.failed.append(err)
 
     def warm(self, commands: Sequence[Encoded]) -> None:
         for e in commands:
+            with self.lock:
+                self.in_flight += 1
             _produce(self.producer, self.topic, e, on_delivery=self._on_delivery)
         if self.producer.flush(60) != 0 or self.failed:
             raise RuntimeError("warm-up records not delivered")
@@ -92,7 +119,8 @@ class PacedProducer:
         reports the rate reached. `wait`: flush after each command, as the SDK's
         `send(..., wait=True)` does (producers/client.py): librdkafka then sends at once
         instead of lingering `linger.ms` for more records (a service that waits for its
-        command to be durable; meant for low rates, one produce request per command)."""
+        command to be durable; meant for low rates, one produce request per command).
+        Without it, as the SDK's default: linger only while earlier records are in flight."""
         producer, n = self.producer, len(commands)
         sent = [0.0] * n
         start = time.time()
@@ -100,6 +128,10 @@ class PacedProducer:
         while i < n:
             due = min(n, int((time.time() - start) * rate) + 1)
             while i < due:
+                producer.poll(0)
+                with self.lock:
+                    idle = self.in_flight == 0
+                    self.in_flight += 1
                 ts = time.time()
                 _produce(
                     producer,
@@ -110,9 +142,9 @@ class PacedProducer:
                 )
                 sent[i] = ts
                 i += 1
+                self.idle_flush.sent(idle and not wait)
                 if wait and producer.flush(60) != 0:
                     raise RuntimeError("paced send: a command not delivered within 60 s")
-            producer.poll(0)
             pause = start + i / rate - time.time()
             if pause > 0:
                 time.sleep(pause)

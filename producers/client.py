@@ -13,6 +13,9 @@ Delivery is asynchronous. A failed delivery is never lost: it is kept and raised
 with `wait=True`, which flushes before returning). Resending a failed command with the same
 `command_id` is always safe.
 
+Batching: librdkafka lingers `linger.ms` (5 ms) for more records only while earlier ones are
+in flight; a record sent on an idle client goes out at once (`producers._idle_flush`).
+
 Blocking: a send blocks only when librdkafka's local queue is full, for at most
 `enqueue_timeout_s`, then raises DeliveryError. `flush(timeout_s)` blocks at most
 `timeout_s`. The clients are thread-safe.
@@ -35,6 +38,7 @@ from billy_core import commands as c
 from billy_core.kafka import config as kafka_config
 from billy_core.kafka.topics import TopicNames
 from producers import _config
+from producers._idle_flush import IdleFlush
 from producers.errors import DeliveryError, DeliveryFailure
 
 __all__ = ["BillyAdminClient", "BillyClient", "CommandCodec"]
@@ -94,6 +98,8 @@ class _Sender:
         # Our records not yet reported; librdkafka's len() also counts protocol requests.
         self._in_flight = 0
         self._lock = threading.Lock()
+        # A record sent with nothing else in flight goes out at once, not after linger.ms.
+        self._idle_flush = IdleFlush(self._producer, client_name)
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -111,10 +117,13 @@ class _Sender:
                         DeliveryFailure(command_id, topic, key, str(err), bool(err.retriable()))
                     )
 
+        # Reports first: whether anything is still in flight decides whether to linger.
+        self._producer.poll(0)
         deadline = time.monotonic() + self._enqueue_timeout_s
         while True:
             try:
                 with self._lock:  # counted first: the report may come from another thread's poll
+                    idle = self._in_flight == 0
                     self._in_flight += 1
                 self._producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
                 break
@@ -131,7 +140,7 @@ class _Sender:
                         f"{command_id} was not sent",
                     ) from None
                 self._producer.poll(0.1)
-        self._producer.poll(0)  # serve delivery reports of earlier records
+        self._idle_flush.sent(idle and not wait)
         if wait:
             self.flush(timeout_s)
         return command_id
@@ -157,6 +166,7 @@ class _Sender:
 
     def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Flush (raising DeliveryError as `flush` does). The client may not be used after."""
+        self._idle_flush.close()
         self.flush(timeout_s)
 
     def __enter__(self) -> Self:

@@ -107,8 +107,8 @@ def plain_producer(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         # Retries end at this bound; a delivery error is then reported, never swallowed.
         "delivery.timeout.ms": 60_000,
         # 5 ms: at 2,000 commands/s into one partition, linger.ms 0 meant a produce request
-        # per record and 2-3x the broker's CPU (bench/README.md, issue 12). A service that
-        # wants a lone command out at once passes linger.ms 0 in its `extra_config`.
+        # per record and 2-3x the broker's CPU (bench/README.md, issue 12). The SDK's clients
+        # linger only while earlier records are in flight (producers/_idle_flush.py).
         "linger.ms": 5,
         "compression.type": "lz4",
     }

@@ -137,6 +137,25 @@ def test_every_command_round_trips_through_kafka(settings, topics):
     assert [decode_command(r.value()).client_id for r in records] == ["c-1"] * 6 + ["c-2"]
 
 
+def test_a_command_sent_on_an_idle_client_does_not_linger(settings, topics):
+    """With nothing in flight a send goes out at once (producers/_idle_flush.py). A linger
+    of 20 s makes the difference plain: each send below is delivered long before it. (That a
+    send with records in flight is not flushed: tests/unit/test_producer.py.)"""
+    with BillyClient(
+        settings.kafka_bootstrap,
+        TENANT,
+        prefix=topics.prefix,
+        extra_config={**client_security(settings), "linger.ms": 20_000},
+    ) as billy:
+        for n in range(3):
+            billy.charge("c-1", "vas", 100, "RUB", command_id=f"idle-{n}")
+            deadline = time.monotonic() + 10
+            while billy.pending() and time.monotonic() < deadline:
+                billy.poll(0.1)
+            assert billy.pending() == 0, f"idle-{n} waited for linger.ms"
+    assert len(_read_all(settings, topics.commands(TENANT), 3)) == 3
+
+
 def test_adjust_goes_to_the_admin_topic_keyed_tenant_slash_client(settings, topics):
     with BillyAdminClient(
         settings.kafka_bootstrap,

@@ -163,6 +163,23 @@ def test_command_ids_are_uuid4_hex_unless_given(billy):
     assert billy.pending() == 3
 
 
+def test_a_send_kicks_the_idle_flush_only_with_nothing_in_flight(billy):
+    """Linger only while busy (producers/_idle_flush.py): the first record goes out at once;
+    the ones sent while it is in flight (nothing listens here, so it stays) linger."""
+
+    class Kicks:
+        count = 0
+
+        def sent(self, idle: bool) -> None:
+            self.count += idle
+
+    billy._idle_flush.close()
+    billy._idle_flush = kicks = Kicks()
+    for _ in range(3):
+        billy.charge("c-1", "vas", 100, "RUB")
+    assert kicks.count == 1 and billy.pending() == 3
+
+
 def test_flush_timeout_raises_with_the_count_in_flight(billy):
     billy.charge("c-1", "vas", 100, "RUB")
     started = time.monotonic()
