@@ -70,18 +70,18 @@ def load_in_one_transaction(
 class _Lingering:
     """The SDK before its idle flush: every record lingers linger.ms."""
 
-    def sent(self, idle: bool) -> None:
+    def sent(self, nothing_in_flight: bool) -> None:
         pass
 
 
-def _idle_flush(producer: Producer) -> Any:
+def _idle_flush(producer: Producer, linger_s: float) -> Any:
     """The SDK's idle flush (producers/_idle_flush.py) as the commit under test has it:
     bench/compare.sh also runs commits from before it, whose clients always lingered."""
     try:
         from producers._idle_flush import IdleFlush
     except ImportError:
         return _Lingering()
-    return IdleFlush(producer, "bench-paced")
+    return IdleFlush(producer, "bench-paced", linger_s)
 
 
 class PacedProducer:
@@ -91,13 +91,14 @@ class PacedProducer:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
-        self.producer = Producer(kafka_config.plain_producer(settings, "bench-paced"))
+        conf = kafka_config.plain_producer(settings, "bench-paced")
+        self.producer = Producer(conf)
         self.failed: list = []
         # As the SDK's clients do (producers/client.py): linger only while records are in
         # flight; a record sent with none goes out at once.
         self.in_flight = 0
         self.lock = threading.Lock()  # reports may be served on the flushing thread
-        self.idle_flush = _idle_flush(self.producer)
+        self.idle_flush = _idle_flush(self.producer, conf["linger.ms"] / 1000)
 
     def _on_delivery(self, err, _msg) -> None:
         with self.lock:
@@ -130,7 +131,7 @@ class PacedProducer:
             while i < due:
                 producer.poll(0)
                 with self.lock:
-                    idle = self.in_flight == 0
+                    nothing_in_flight = self.in_flight == 0
                     self.in_flight += 1
                 ts = time.time()
                 _produce(
@@ -142,7 +143,7 @@ class PacedProducer:
                 )
                 sent[i] = ts
                 i += 1
-                self.idle_flush.sent(idle and not wait)
+                self.idle_flush.sent(nothing_in_flight and not wait)
                 if wait and producer.flush(60) != 0:
                     raise RuntimeError("paced send: a command not delivered within 60 s")
             pause = start + i / rate - time.time()

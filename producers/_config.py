@@ -95,6 +95,12 @@ def merged(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, A
     return conf
 
 
+def linger_s(conf: Mapping[str, Any]) -> float:
+    """The producer's `linger.ms` (or its alias `queue.buffering.max.ms`) in seconds."""
+    ms = conf.get("linger.ms", conf.get("queue.buffering.max.ms", 5))
+    return float(ms) / 1000
+
+
 def with_logging(conf: dict[str, Any], logger: logging.Logger) -> dict[str, Any]:
     """Route librdkafka's own log lines and client-level errors (broker down, auth failed) to
     `logger` instead of stderr, unless the service set its own `logger` or `error_cb`.

@@ -99,7 +99,7 @@ class _Sender:
         self._in_flight = 0
         self._lock = threading.Lock()
         # A record sent with nothing else in flight goes out at once, not after linger.ms.
-        self._idle_flush = IdleFlush(self._producer, client_name)
+        self._idle_flush = IdleFlush(self._producer, client_name, _config.linger_s(conf))
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class _Sender:
         while True:
             try:
                 with self._lock:  # counted first: the report may come from another thread's poll
-                    idle = self._in_flight == 0
+                    nothing_in_flight = self._in_flight == 0
                     self._in_flight += 1
                 self._producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
                 break
@@ -140,7 +140,7 @@ class _Sender:
                         f"{command_id} was not sent",
                     ) from None
                 self._producer.poll(0.1)
-        self._idle_flush.sent(idle and not wait)
+        self._idle_flush.sent(nothing_in_flight and not wait)
         if wait:
             self.flush(timeout_s)
         return command_id

@@ -3,6 +3,7 @@ delivery failures and timeouts are raised, never lost; nothing waits past its ti
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from billy_core.commands import Charge, ExpireHold, InvalidCommand
 # Submodules, not `from producers import ...`: an editable install made before
 # producers/__init__.py existed maps `producers` as a namespace package (see
 # test_package_exports_its_public_api, which loads __init__.py by its path).
+from producers._idle_flush import IdleFlush
 from producers.client import BillyAdminClient, BillyClient
 from producers.errors import DeliveryError
 from producers.reader import ResultReader
@@ -164,20 +166,54 @@ def test_command_ids_are_uuid4_hex_unless_given(billy):
 
 
 def test_a_send_kicks_the_idle_flush_only_with_nothing_in_flight(billy):
-    """Linger only while busy (producers/_idle_flush.py): the first record goes out at once;
-    the ones sent while it is in flight (nothing listens here, so it stays) linger."""
+    """The client tells its idle flush whether anything was in flight before each send: only
+    before the first (nothing listens here, so the first stays in flight)."""
 
     class Kicks:
         count = 0
 
-        def sent(self, idle: bool) -> None:
-            self.count += idle
+        def sent(self, nothing_in_flight: bool) -> None:
+            self.count += nothing_in_flight
 
     billy._idle_flush.close()
     billy._idle_flush = kicks = Kicks()
     for _ in range(3):
         billy.charge("c-1", "vas", 100, "RUB")
     assert kicks.count == 1 and billy.pending() == 3
+
+
+class _Flushes:
+    """A producer stand-in for IdleFlush: counts its flushes, each 'delivering' at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = threading.Event()
+
+    def flush(self, timeout: float) -> int:
+        self.calls += 1
+        self.called.set()
+        return 0
+
+
+def test_idle_flush_flushes_only_a_record_sent_after_a_quiet_linger():
+    producer = _Flushes()
+    idle = IdleFlush(producer, "t", linger_s=3600)  # nothing is quiet for an hour after
+    try:
+        idle.sent(nothing_in_flight=True)  # the first record: quiet since ever
+        assert producer.called.wait(10)
+        producer.called.clear()
+        idle.sent(nothing_in_flight=True)  # sent within linger.ms of the last: lingers
+        idle.sent(nothing_in_flight=False)
+        assert not producer.called.wait(0.5)
+    finally:
+        idle.close()
+    assert producer.calls == 1
+    never_quiet = IdleFlush(producer, "t", linger_s=0)
+    try:
+        never_quiet.sent(nothing_in_flight=False)  # something in flight: lingers
+        assert not producer.called.wait(0.5)
+    finally:
+        never_quiet.close()
 
 
 def test_flush_timeout_raises_with_the_count_in_flight(billy):
