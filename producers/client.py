@@ -13,8 +13,9 @@ Delivery is asynchronous. A failed delivery is never lost: it is kept and raised
 with `wait=True`, which flushes before returning). Resending a failed command with the same
 `command_id` is always safe.
 
-Batching: librdkafka lingers `linger.ms` (5 ms) for more records only while earlier ones are
-in flight; a record sent on an idle client goes out at once (`producers._idle_flush`).
+Batching: a record sent on an idle client (nothing in flight, nothing sent for `linger.ms`)
+goes out at once; otherwise librdkafka lingers `linger.ms` (5 ms) for more records to batch
+with (`producers._idle_flush`).
 
 Blocking: a send blocks only when librdkafka's local queue is full, for at most
 `enqueue_timeout_s`, then raises DeliveryError. `flush(timeout_s)` blocks at most
@@ -98,7 +99,7 @@ class _Sender:
         # Our records not yet reported; librdkafka's len() also counts protocol requests.
         self._in_flight = 0
         self._lock = threading.Lock()
-        # A record sent with nothing else in flight goes out at once, not after linger.ms.
+        # A record sent on an idle client goes out at once, not after linger.ms.
         self._idle_flush = IdleFlush(self._producer, client_name, _config.linger_s(conf))
 
     # --- sending -----------------------------------------------------------------------------
