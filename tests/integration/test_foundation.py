@@ -145,47 +145,44 @@ def test_the_pool_hands_out_a_live_connection_after_its_backend_was_killed(datab
         pool.close()
 
 
-def test_migrations_go_up_and_down_and_match_the_tables(stack):
+@pytest.fixture
+def empty_database(stack):
+    """The URL of a database of its own, without tables, dropped after the test."""
     name = f"m_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(stack["pg"], autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = Settings(database_url=stack["pg"].rpartition("/")[0] + "/" + name).sqlalchemy_url
-        migrate.upgrade(url)
-        engine = create_engine(url)
-        with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), metadata)
-            assert diff == [], f"migrations and billy_core/store/tables.py disagree: {diff}"
-            # compare_metadata does not compare collations: the bytewise keys, checked here.
-            collated = {
-                (t, c): n
-                for t, c, n in connection.exec_driver_sql(
-                    "SELECT table_name, column_name, collation_name FROM information_schema.columns"
-                    " WHERE table_schema = 'public' AND collation_name IS NOT NULL"
-                )
-            }
-            declared = {
-                (table.name, column.name): column.type.collation
-                for table in metadata.tables.values()
-                for column in table.columns
-                if getattr(column.type, "collation", None)
-            }
-            assert declared and collated == declared
-        migrate.downgrade(url)
-        with engine.connect() as connection:
-            assert set(inspect(connection).get_table_names()) == {"alembic_version"}
-        migrate.upgrade(url)
-        engine.dispose()
-    finally:
-        with psycopg.connect(stack["pg"], autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _fresh_database(stack) -> tuple[str, str]:
-    name = f"m_{uuid.uuid4().hex[:10]}"
+    yield stack["pg"].rpartition("/")[0] + "/" + name
     with psycopg.connect(stack["pg"], autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, stack["pg"].rpartition("/")[0] + "/" + name
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrations_go_up_and_down_and_match_the_tables(empty_database):
+    url = Settings(database_url=empty_database).sqlalchemy_url
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert diff == [], f"migrations and billy_core/store/tables.py disagree: {diff}"
+        # compare_metadata does not compare collations: the bytewise keys, checked here.
+        collated = {
+            (t, c): n
+            for t, c, n in connection.exec_driver_sql(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND collation_name IS NOT NULL"
+            )
+        }
+        declared = {
+            (table.name, column.name): column.type.collation
+            for table in metadata.tables.values()
+            for column in table.columns
+            if getattr(column.type, "collation", None)
+        }
+        assert declared and collated == declared
+    migrate.downgrade(url)
+    with engine.connect() as connection:
+        assert set(inspect(connection).get_table_names()) == {"alembic_version"}
+    migrate.upgrade(url)
+    engine.dispose()
 
 
 def _charge_rows(conn: psycopg.Connection, refunded: int, *, applied: bool = True) -> None:
@@ -204,44 +201,36 @@ def _charge_rows(conn: psycopg.Connection, refunded: int, *, applied: bool = Tru
     )
 
 
-def test_migration_0012_keeps_what_each_charge_had_refunded(stack):
-    name, pg = _fresh_database(stack)
-    try:
-        url = Settings(database_url=pg).sqlalchemy_url
-        migrate.upgrade(url, "0011")
-        with psycopg.connect(pg, autocommit=True) as conn:
-            _charge_rows(conn, refunded=30)
+def test_migration_0012_keeps_what_each_charge_had_refunded(empty_database):
+    pg = empty_database
+    url = Settings(database_url=pg).sqlalchemy_url
+    migrate.upgrade(url, "0011")
+    with psycopg.connect(pg, autocommit=True) as conn:
+        _charge_rows(conn, refunded=30)
+    migrate.upgrade(url)
+    with psycopg.connect(pg, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT command_id, kind, refunded_minor FROM applied_services ORDER BY 1"
+        ).fetchall()
+        assert rows == [("ch-1", "CHARGE", 30), ("rf-1", "REFUND", 0)]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE applied_services SET refunded_minor = 101")
+    migrate.downgrade(url, "0011")
+    with psycopg.connect(pg, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT command_id, amount_minor, refunded_minor FROM charges"
+        ).fetchall() == [("ch-1", 100, 30)]
+
+
+def test_migration_0012_refuses_a_charge_it_cannot_place(empty_database):
+    pg = empty_database
+    url = Settings(database_url=pg).sqlalchemy_url
+    migrate.upgrade(url, "0011")
+    with psycopg.connect(pg, autocommit=True) as conn:
+        _charge_rows(conn, refunded=0, applied=False)
+    with pytest.raises(Exception, match="charge t/c1/ch-1 has no matching CHARGE row"):
         migrate.upgrade(url)
-        with psycopg.connect(pg, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT command_id, kind, refunded_minor FROM applied_services ORDER BY 1"
-            ).fetchall()
-            assert rows == [("ch-1", "CHARGE", 30), ("rf-1", "REFUND", 0)]
-            with pytest.raises(psycopg.errors.CheckViolation):
-                conn.execute("UPDATE applied_services SET refunded_minor = 101")
-        migrate.downgrade(url, "0011")
-        with psycopg.connect(pg, autocommit=True) as conn:
-            assert conn.execute(
-                "SELECT command_id, amount_minor, refunded_minor FROM charges"
-            ).fetchall() == [("ch-1", 100, 30)]
-    finally:
-        with psycopg.connect(stack["pg"], autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_migration_0012_refuses_a_charge_it_cannot_place(stack):
-    name, pg = _fresh_database(stack)
-    try:
-        url = Settings(database_url=pg).sqlalchemy_url
-        migrate.upgrade(url, "0011")
-        with psycopg.connect(pg, autocommit=True) as conn:
-            _charge_rows(conn, refunded=0, applied=False)
-        with pytest.raises(Exception, match="charge t/c1/ch-1 has no matching CHARGE row"):
-            migrate.upgrade(url)
-        with psycopg.connect(pg, autocommit=True) as conn:
-            # Nothing changed: the charge is still where it was, the database at 0011.
-            assert conn.execute("SELECT count(*) FROM charges").fetchone() == (1,)
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
-    finally:
-        with psycopg.connect(stack["pg"], autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with psycopg.connect(pg, autocommit=True) as conn:
+        # Nothing changed: the charge is still where it was, the database at 0011.
+        assert conn.execute("SELECT count(*) FROM charges").fetchone() == (1,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
