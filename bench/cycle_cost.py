@@ -23,6 +23,7 @@ from bench.stack import Stack
 from billy_core.codec import encode_command
 from billy_core.commands import Adjust, Charge, Command, RegisterClient
 from billy_core.kafka.topics import ADMIN_TENANT, TopicNames
+from billy_core.settings import Settings
 from billy_core.store import migrate
 from billy_core.stream import Record, positions
 from billy_core.stream.apply_step import PartitionWork, apply_batches
@@ -138,21 +139,44 @@ def measure(url: str, sizes: list[int], transactions: int) -> None:
             )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", default="1,5,25,100,400", help="batch sizes, comma-separated")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cycle_cost", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument(
-        "--transactions", type=int, default=300, help="per size (fewer for big ones)"
+        "--sizes", type=_sizes, default=[1, 5, 25, 100, 400], help="batch sizes, comma-separated"
+    )
+    parser.add_argument(
+        "--transactions", type=_positive, default=300, help="per size (fewer for big ones)"
     )
     args = parser.parse_args()
     stack = Stack.from_env()
     name = f"cycle_{uuid.uuid4().hex[:10]}"
     base = stack.admin_db_url.rpartition("/")[0]
-    with psycopg.connect(stack.admin_db_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        migrate.upgrade(f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1))
-        measure(f"{base}/{name}", [int(s) for s in args.sizes.split(",")], args.transactions)
+        with psycopg.connect(stack.admin_db_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or ["no answer"])[0]
+        parser.exit(2, f"python -m bench.cycle_cost: PostgreSQL unreachable ({first}); `make up`\n")
+    try:
+        url = f"{base}/{name}"
+        migrate.upgrade(Settings(database_url=url).sqlalchemy_url)
+        measure(url, args.sizes, args.transactions)
     finally:
         with psycopg.connect(stack.admin_db_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
